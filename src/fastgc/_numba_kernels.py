@@ -1,0 +1,85 @@
+"""Numba kernels of the finite-difference check.
+
+These kernels take validated, C-contiguous, dtype-exact arrays and know nothing of parameter
+names, layouts or reports. Each mirrors a function of the Cython extension ``fastgc._core`` and of
+the pure-Python reference ``fastgc._reference``: same algorithm, same order of operations, so the
+engines agree to the bit. This module imports Numba and is itself imported lazily.
+"""
+
+import numba
+import numpy as np
+
+# Compiled on first use, never at import; a new cost compiles a new specialisation.
+_JIT_OPTIONS = {"nogil": True, "cache": False}
+
+
+@numba.njit(parallel=True, **_JIT_OPTIONS)
+def central_differences(cost, args, work, indices, steps, approx, failed):  # pragma: no cover
+    """Two-sided differences of ``cost`` along the coordinates ``indices``.
+
+    Mirrors ``fastgc._core.central_differences_c`` and ``fastgc._reference.central_differences``.
+
+    Parameters
+    ----------
+    cost : numba dispatcher
+        ``cost(theta, *args) -> float``.
+    args : tuple
+        Extra arguments of ``cost``.
+    work : ndarray, shape (n_chunks, n)
+        One private copy of theta per chunk; ``indices`` is split into ``n_chunks`` contiguous
+        chunks run in parallel. Every row is restored exactly on return.
+    indices : int64 ndarray, shape (m,)
+        Coordinates to differentiate along.
+    steps : float64 ndarray, shape (m,)
+        The step asked for each coordinate.
+    approx : float64 ndarray, shape (m,)
+        Output: ``(J(theta + h e_i) - J(theta - h e_i)) / (represented step)``.
+    failed : int64 ndarray, shape (n_chunks,)
+        Output: -1, or the first position ``k`` in the chunk where a cost was not finite or the
+        step vanished in the dtype of theta; the chunk stops there.
+    """
+    n_chunks = work.shape[0]
+    n_indices = indices.shape[0]
+    for chunk in numba.prange(n_chunks):
+        theta = work[chunk]
+        failed[chunk] = -1
+        for k in range((n_indices * chunk) // n_chunks, (n_indices * (chunk + 1)) // n_chunks):
+            i = indices[k]
+            saved = theta[i]
+            theta[i] = saved + steps[k]
+            upper = theta[i]
+            cost_plus = cost(theta, *args)
+            theta[i] = saved - steps[k]
+            lower = theta[i]
+            cost_minus = cost(theta, *args)
+            # Restore the saved value itself: saved + h - h need not round back to saved.
+            theta[i] = saved
+            represented_step = np.float64(upper) - np.float64(lower)
+            if not (np.isfinite(cost_plus) and np.isfinite(cost_minus)) or represented_step == 0.0:
+                failed[chunk] = k
+                break
+            approx[k] = (np.float64(cost_plus) - np.float64(cost_minus)) / represented_step
+
+
+@numba.njit(**_JIT_OPTIONS)
+def block_norms(approx, dtheta, offsets, norms):  # pragma: no cover
+    """Sums of squares of ``approx - dtheta``, ``approx`` and ``dtheta`` per block.
+
+    Mirrors ``fastgc._core.block_norms`` and ``fastgc._reference.block_norms``.
+
+    ``offsets`` (int64, shape (n_blocks + 1,)) bounds the blocks; ``norms`` (float64, shape
+    (n_blocks, 3)) receives, per block, the squared 2-norms of the difference, of ``approx``
+    and of ``dtheta``. Non-finite entries propagate.
+    """
+    for block in range(offsets.shape[0] - 1):
+        sum_difference = 0.0
+        sum_approx = 0.0
+        sum_dtheta = 0.0
+        for i in range(offsets[block], offsets[block + 1]):
+            difference = approx[i] - dtheta[i]
+            sum_difference += difference * difference
+            sum_approx += approx[i] * approx[i]
+            sum_dtheta += dtheta[i] * dtheta[i]
+        norms[block, 0] = sum_difference
+        norms[block, 1] = sum_approx
+        norms[block, 2] = sum_dtheta
