@@ -83,3 +83,10 @@ def block_norms(approx, dtheta, offsets, norms):  # pragma: no cover
         norms[block, 0] = sum_difference
         norms[block, 1] = sum_approx
         norms[block, 2] = sum_dtheta
+
+
+# The same loop without threads, for calls from inside a foreign thread pool where Numba's
+# workqueue layer cannot nest parallel regions.
+central_differences_serial = numba.njit(parallel=False, **_JIT_OPTIONS)(
+    central_differences.py_func
+)

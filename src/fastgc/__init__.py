@@ -1,0 +1,49 @@
+"""fastgc: fast, parallel, trustworthy gradient checking for hand-written backpropagation.
+
+>>> import fastgc
+>>> result = fastgc.check(cost, params, grads)   # doctest: +SKIP
+>>> print(result)                                # doctest: +SKIP
+
+Importing fastgc is cheap: Numba and the compiled extension are loaded on first use.
+"""
+
+from ._check import check
+from ._engines import show_config
+from ._errors import (
+    CostError,
+    CostTypeError,
+    EngineError,
+    FastGCError,
+    FastGCWarning,
+    GradientCheckError,
+    InvalidDtypeError,
+    InvalidInputError,
+)
+from ._layout import Layout, flatten
+from ._result import CheckResult, Component, Label, ParameterReport, Verdict
+from ._threads import get_num_threads, set_num_threads, threads
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckResult",
+    "Component",
+    "CostError",
+    "CostTypeError",
+    "EngineError",
+    "FastGCError",
+    "FastGCWarning",
+    "GradientCheckError",
+    "InvalidDtypeError",
+    "InvalidInputError",
+    "Label",
+    "Layout",
+    "ParameterReport",
+    "Verdict",
+    "check",
+    "flatten",
+    "get_num_threads",
+    "set_num_threads",
+    "show_config",
+    "threads",
+]

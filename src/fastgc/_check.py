@@ -1,0 +1,437 @@
+"""``fastgc.check``: validate, run the engine in rounds, diagnose, report."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+import time
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from . import _reference
+from ._diagnosis import choose_steps, diagnose, lecture_difference, signature_crossing
+from ._engines import (
+    Cost,
+    block_norms,
+    chunk_count,
+    cost_value,
+    is_numba_dispatcher,
+    make_runner,
+    resolve_engine,
+)
+from ._errors import CostError, EngineError, InvalidInputError
+from ._layout import Layout, flatten, flatten_like
+from ._result import CheckResult
+from ._threads import blas_limited, in_main_thread, numba_threads, resolve_n_threads
+
+# Each round of the compiled loop lasts about this long, so that the progress bar moves and
+# Ctrl-C is answered promptly without the per-round overhead showing.
+ROUND_SECONDS = 0.25
+PROGRESS_AFTER_SECONDS = 3.0
+
+
+def check(
+    cost: Callable[..., float],
+    params: Any,
+    grads: Any,
+    *,
+    args: tuple = (),
+    eps: float | None = None,
+    thresholds: tuple[float, float] = (1e-7, 1e-3),
+    n_threads: int | None = None,
+    engine: str | None = None,
+    progress: bool | None = None,
+    signature: Callable[..., Any] | None = None,
+    reseed: Callable[[], Any] | None = None,
+) -> CheckResult:
+    """Check analytic gradients against two-sided finite differences of the cost.
+
+    For every entry theta[i] of the flattened parameters, the cost is evaluated at
+    theta[i] + h and theta[i] - h on a private copy (restored exactly after each entry), and
+    ``(J+ - J-) / (represented step)`` is compared with the analytic gradient, overall, per
+    parameter and per component.
+
+    Parameters
+    ----------
+    cost : callable
+        ``cost(params, *args) -> float``, called with views into fastgc's working copy in the
+        structure of ``params`` (nothing is copied per evaluation; do not write into them).
+        An ``@numba.njit`` function is called as ``cost(theta, *args)`` with the flat theta
+        (see :func:`flatten` for the offsets) and runs in the compiled parallel engine. A
+        Numba ``@cfunc`` or ctypes function ``double cost(const double *theta, Py_ssize_t n,
+        void *data)`` (``const float *`` for float32) runs in the Cython engine without the GIL.
+    params : dict, nested dicts, list, tuple or ndarray
+        The parameters: float32 or float64 arrays of any shape (a dict's order is the
+        flattening order, W1, b1, ..., WL, bL), or a single array theta. Never modified.
+    grads : same structure as params, flat ndarray, or callable
+        The analytic gradients. Dict keys equal the parameter names or carry the "d" prefix
+        ("dW1"). A callable is called once as ``grads(params, *args)``.
+    args : tuple, optional
+        Extra arguments passed to ``cost`` (and to ``grads`` when it is callable).
+    eps : float, optional
+        The step. Default: 1e-7 for float64 (the lecture value), ``2**-8 * max(1, |theta_i|)``
+        for float32, where 1e-7 would be lost in round-off. A given eps is used as is.
+    thresholds : (float, float), default (1e-7, 1e-3)
+        A difference at or below the first is correct, at or above the second a bug, between
+        suspicious. For float32 they are raised to what that precision can attain.
+    n_threads : int, optional
+        None: the default (:func:`set_num_threads`, ``FASTGC_NUM_THREADS``, else all usable
+        cores); negative counts back from the maximum (-1 = all); 0 is an error.
+    engine : {"auto", "numba", "cython", "python"}, optional
+        Default: ``FASTGC_ENGINE``, else auto (numba for an njit cost, then cython, then python).
+    progress : bool, optional
+        Show a progress bar; by default shown when the check is expected to take over 3 s.
+    signature : callable, optional
+        ``signature(params) -> array(s)`` that changes when a non-differentiable point is crossed
+        (for example the ReLU masks); used to recognise kinks exactly.
+    reseed : callable, optional
+        Called before every evaluation of the cost, for stochastic costs (dropout): reset the
+        random generator there. Runs the serial Python engine.
+
+    Returns
+    -------
+    CheckResult
+        ``verdict``, ``difference``, ``per_parameter``, ``worst(k)``, ``numerical_grads``,
+        ``raise_if_failed()``; ``print(result)`` shows the report.
+
+    Raises
+    ------
+    InvalidInputError, InvalidDtypeError
+        Malformed params, grads or options; the message names the parameter and index.
+    CostError
+        The cost raised, or returned a non-finite or non-scalar value (the index is named).
+    EngineError
+        The requested engine is not installed or cannot run this cost.
+
+    Examples
+    --------
+    >>> import numpy as np, fastgc
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((3, 5))
+    >>> params = {"W1": rng.standard_normal((2, 3)), "b1": np.zeros((2, 1))}
+    >>> def cost(p):
+    ...     return float(np.sum(np.tanh(p["W1"] @ X + p["b1"]) ** 2) / 5)
+    >>> def grads(p):
+    ...     A = np.tanh(p["W1"] @ X + p["b1"])
+    ...     dZ = 2 * A * (1 - A**2) / 5
+    ...     return {"dW1": dZ @ X.T, "db1": dZ.sum(axis=1, keepdims=True)}
+    >>> result = fastgc.check(cost, params, grads, progress=False)
+    >>> result.verdict
+    <Verdict.CORRECT: 'correct'>
+    >>> bad = fastgc.check(cost, params, lambda p: {**grads(p), "db1": -grads(p)["db1"]},
+    ...                    progress=False)
+    >>> bad.verdict == "bug", bad.worst_parameter().name
+    (True, 'b1')
+    """
+    started = time.perf_counter()
+    theta, layout = flatten(params)
+    args = _validate_args(args)
+    eps = _validate_eps(eps)
+    thresholds = _validate_thresholds(thresholds)
+    if progress is not None and not isinstance(progress, bool):
+        raise InvalidInputError(f"progress must be None, True or False, got {progress!r}")
+    for name, hook in (("signature", signature), ("reseed", reseed)):
+        if hook is not None and not callable(hook):
+            raise InvalidInputError(f"{name} must be callable, got {type(hook).__name__}")
+
+    cost_ = Cost.classify(cost, args, layout)
+    if reseed is not None:
+        cost_.reseed = reseed
+        if engine not in (None, "auto", "python"):
+            raise EngineError(
+                f"reseed is called before every evaluation, which only the serial Python engine "
+                f"can do; pass engine='python' (or leave engine unset), not {engine!r}"
+            )
+        engine = "python"
+    dtheta = _analytic_gradients(grads, theta, layout, args)
+    n_threads = resolve_n_threads(n_threads)
+    engine_name = resolve_engine(engine, cost_)
+    parallel = _parallel_allowed(engine_name)
+    n_chunks = chunk_count(engine_name, n_threads) if parallel else 1
+    steps, step_description = choose_steps(theta, eps)
+
+    cost_at_theta, seconds_per_cost, compile_seconds = _baseline(cost_, theta)
+    work = np.empty((n_chunks, layout.size), dtype=layout.dtype)
+    work[:] = theta
+    run = make_runner(engine_name, cost_, work, parallel)
+    approx = np.empty(layout.size, dtype=np.float64)
+    with _thread_state(engine_name, n_chunks):
+        compile_seconds += _warm_up(run, engine_name, n_chunks)
+        _run_rounds(run, cost_, theta, work, steps, approx, seconds_per_cost, progress)
+    _check_restored(work, theta, layout)
+
+    norms = block_norms(engine_name, approx, dtheta, layout.offsets)
+    difference = lecture_difference(norms)
+    crossed = None
+    if signature is not None:
+        crossed = signature_crossing(signature, _structure_for(cost_), theta)
+    diagnosis = diagnose(
+        approx, dtheta, layout, steps, cost_at_theta, thresholds, norms,
+        probe=_prober(cost_, theta), crossed=crossed,
+    )
+    return CheckResult(
+        verdict=diagnosis.verdict,
+        difference=difference,
+        per_parameter=diagnosis.per_parameter,
+        approx=approx,
+        dtheta=dtheta,
+        layout=layout,
+        thresholds=diagnosis.thresholds,
+        step_description=step_description,
+        noise_floor=diagnosis.noise_floor,
+        engine=engine_name,
+        n_threads=n_chunks,
+        seconds=time.perf_counter() - started - compile_seconds,
+        compile_seconds=compile_seconds,
+        n_evaluations=2 * layout.size + 3 + diagnosis.n_evaluations,
+        labels=diagnosis.labels,
+        corrected=diagnosis.corrected,
+        _scores=diagnosis.scores,
+    )
+
+
+def _validate_args(args: Any) -> tuple:
+    if not isinstance(args, tuple):
+        raise InvalidInputError(
+            f"args must be a tuple of extra cost arguments, got {type(args).__name__} "
+            "(write args=(X, Y), or args=(X,) for one)"
+        )
+    return args
+
+
+def _validate_eps(eps: Any) -> float | None:
+    if eps is None:
+        return None
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
+        raise InvalidInputError(f"eps must be a positive float, got {type(eps).__name__} {eps!r}")
+    if not math.isfinite(eps) or eps <= 0:
+        raise InvalidInputError(f"eps must be positive and finite, got {eps!r}")
+    return float(eps)
+
+
+def _validate_thresholds(thresholds: Any) -> tuple[float, float]:
+    try:
+        correct, bug = (float(t) for t in thresholds)
+    except (TypeError, ValueError):
+        raise InvalidInputError(
+            f"thresholds must be two numbers (correct, bug), got {thresholds!r}"
+        ) from None
+    if not (0 < correct < bug and math.isfinite(bug)):
+        raise InvalidInputError(
+            f"thresholds must satisfy 0 < correct < bug < inf, got {thresholds!r}"
+        )
+    return correct, bug
+
+
+def _analytic_gradients(grads: Any, theta: np.ndarray, layout: Layout, args: tuple) -> np.ndarray:
+    if callable(grads) and not isinstance(grads, np.ndarray):
+        snapshot = theta.copy()
+        target = snapshot if is_numba_dispatcher(grads) else layout.unflatten(snapshot)
+        try:
+            grads = grads(target, *args)
+        except Exception as error:
+            raise InvalidInputError(
+                f"grads(params) raised {type(error).__name__}: {error}"
+            ) from error
+    return flatten_like(grads, layout)
+
+
+def _structure_for(cost: Cost) -> Callable[[np.ndarray], Any]:
+    if cost.kind == "python":
+        return cost.layout.unflatten
+    return lambda theta: theta
+
+
+def _parallel_allowed(engine: str) -> bool:
+    """Numba's workqueue layer cannot run parallel regions from several threads at once."""
+    if engine != "numba" or in_main_thread():
+        return True
+    import numba
+
+    try:
+        return numba.threading_layer() in ("omp", "tbb")
+    except ValueError:  # no parallel region has run yet: the layer is unknown
+        return False
+
+
+@contextlib.contextmanager
+def _thread_state(engine: str, n_chunks: int) -> Iterator[None]:
+    with blas_limited(n_chunks):
+        if engine == "numba":
+            with numba_threads(n_chunks):
+                yield
+        else:
+            yield
+
+
+def _baseline(cost: Cost, theta: np.ndarray) -> tuple[float, float, float]:
+    """J(theta), the seconds one evaluation takes, and the seconds spent compiling it."""
+    timings = []
+    value = None
+    for _ in range(3):
+        probe = theta.copy()
+        started = time.perf_counter()
+        try:
+            raw = cost.call(probe)
+        except Exception as error:
+            raise CostError(
+                f"the cost raised {type(error).__name__} at the unperturbed parameters: {error}"
+            ) from error
+        timings.append(time.perf_counter() - started)
+        value = cost_value(raw, cost.layout, None)
+        if not math.isfinite(value):
+            raise CostError(
+                f"the cost is {value} at the unperturbed parameters; it must be finite there"
+            )
+    seconds = min(timings)
+    compile_seconds = max(0.0, timings[0] - seconds) if cost.kind == "numba" else 0.0
+    return value, seconds, compile_seconds
+
+
+def _warm_up(run: Callable, engine: str, n_chunks: int) -> float:
+    """Compile the engine's kernel for this cost before timing and progress start."""
+    if engine != "numba":
+        return 0.0
+    started = time.perf_counter()
+    empty_indices = np.empty(0, dtype=np.int64)
+    try:
+        run(empty_indices, np.empty(0), np.empty(0), np.empty(n_chunks, dtype=np.int64))
+    except Exception as error:
+        raise CostError(
+            "Numba could not compile the check around this cost (are all args arrays, "
+            f"numbers or tuples of them, and does the cost return a float?): {error}"
+        ) from error
+    return time.perf_counter() - started
+
+
+def _run_rounds(
+    run: Callable,
+    cost: Cost,
+    theta: np.ndarray,
+    work: np.ndarray,
+    steps: np.ndarray,
+    approx: np.ndarray,
+    seconds_per_cost: float,
+    progress: bool | None,
+) -> None:
+    n, n_chunks = theta.shape[0], work.shape[0]
+    seconds_per_index = 2.0 * max(seconds_per_cost, 1e-8) / n_chunks
+    round_size = int(min(n, max(64 * n_chunks, ROUND_SECONDS / seconds_per_index)))
+    show = progress if progress is not None else n * seconds_per_index > PROGRESS_AFTER_SECONDS
+    indices = np.arange(n, dtype=np.int64)
+    failed = np.empty(n_chunks, dtype=np.int64)
+    bar = None
+    if show:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, desc="fastgc", unit="param", leave=False)
+    done = 0
+    try:
+        for start in range(0, n, round_size):
+            stop = min(n, start + round_size)
+            round_indices, round_steps = indices[start:stop], steps[start:stop]
+            try:
+                run(round_indices, round_steps, approx[start:stop], failed)
+            except CostError:
+                raise
+            except Exception as error:  # raised inside compiled code: find the index in Python
+                work[:] = theta
+                _locate_error(cost, theta, round_indices, round_steps, error)
+            if np.any(failed >= 0):
+                k = int(failed[failed >= 0].min())
+                _describe_failure(cost, theta, int(round_indices[k]), float(round_steps[k]))
+            done = stop
+            if bar is not None:
+                bar.update(stop - start)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f"fastgc check interrupted after {done} of {n} components; the caller's arrays "
+            "are untouched"
+        ) from None
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _locate_error(
+    cost: Cost, theta: np.ndarray, indices: np.ndarray, steps: np.ndarray, error: Exception
+) -> None:
+    scratch = theta[np.newaxis].copy()
+    _reference.central_differences(
+        cost.evaluator(scratch), scratch, indices, steps,
+        np.empty(indices.shape[0]), np.empty(1, dtype=np.int64),
+    )
+    raise CostError(
+        f"the cost raised {type(error).__name__} in compiled code: {error}"
+    ) from error
+
+
+def _describe_failure(cost: Cost, theta: np.ndarray, i: int, step: float) -> None:
+    name, index = cost.layout.locate(i)
+    where = f"theta[{i}] (params[{name!r}]{list(index)})"
+    probe = theta.copy()
+    saved = probe[i]
+    probe[i] = saved + np.float64(step)
+    upper = probe[i]
+    probe[i] = saved - np.float64(step)
+    lower = probe[i]
+    if upper == lower:
+        raise CostError(
+            f"the step {step:g} vanishes at {where} = {saved!r} in {theta.dtype}: "
+            "pass a larger eps (or leave eps=None for a step scaled to |theta_i|)",
+            flat_index=i, location=(name, index),
+        )
+    for sign, value in (("+", upper), ("-", lower)):
+        probe[i] = value
+        result = cost_value(cost.call(probe), cost.layout, i)
+        if not math.isfinite(result):
+            raise CostError(
+                f"the cost returned {result} when {where} was moved by {sign}{step:g}; "
+                "it must stay finite near the parameters (clip logs, use a stable softmax)",
+                flat_index=i, location=(name, index),
+            )
+    raise CostError(
+        f"the cost was not finite near {where} in the parallel run but is when re-evaluated: "
+        "is the cost deterministic and free of shared state?",
+        flat_index=i, location=(name, index),
+    )
+
+
+def _check_restored(work: np.ndarray, theta: np.ndarray, layout: Layout) -> None:
+    integer = np.dtype(f"u{theta.dtype.itemsize}")
+    for row in work:
+        changed = np.flatnonzero(row.view(integer) != theta.view(integer))
+        if changed.size:
+            name, index = layout.locate(int(changed[0]))
+            raise CostError(
+                f"the cost wrote into the parameters it was given (params[{name!r}]{list(index)} "
+                "changed): treat them as read-only",
+                flat_index=int(changed[0]), location=(name, index),
+            )
+
+
+def _prober(cost: Cost, theta: np.ndarray) -> Callable[[int, float], tuple[float, float, float, float]]:
+    probe_theta = theta.copy()
+
+    def evaluate(i: int) -> float:
+        try:
+            return cost_value(cost.call(probe_theta), cost.layout, i)
+        except Exception:  # a cost defined only near theta: this step tells nothing
+            return float("nan")
+
+    def probe(i: int, step: float) -> tuple[float, float, float, float]:
+        saved = probe_theta[i]
+        try:
+            probe_theta[i] = saved + np.float64(step)
+            up = float(probe_theta[i]) - float(saved)
+            plus = evaluate(i)
+            probe_theta[i] = saved - np.float64(step)
+            down = float(saved) - float(probe_theta[i])
+            minus = evaluate(i)
+        finally:
+            probe_theta[i] = saved
+        return plus, minus, up, down
+
+    return probe

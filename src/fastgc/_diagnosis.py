@@ -1,0 +1,305 @@
+"""From numeric and analytic gradients to verdicts one can trust.
+
+The lecture's single number ``||approx - dtheta|| / (||approx|| + ||dtheta||)`` misses bugs in
+small blocks, raises false alarms in float32 and on zero gradients, and is blind to NaN. Here:
+
+1. Each component is compared with a tolerance made of the attainable relative accuracy of the
+   dtype and a *noise floor*: the round-off of the cost, ``FLOOR_FACTOR * u * |J| / h``, which
+   a two-sided difference at step ``h`` cannot see below.
+2. Disagreeing components are re-examined at other steps (h/10, 2h, 10h, 20h and Richardson's
+   fourth-order combinations), and labelled: agreement at another step (round-off or truncation),
+   a kink (one-sided slopes that jump, or a change of the user's signature), a likely bug (every
+   estimate agrees with the others and not with the analytic value) or noise.
+3. Each parameter block gets the lecture's number recomputed with the re-examined values and the
+   noise floor subtracted, and a verdict; the overall verdict is the worst of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ._layout import Layout
+from ._result import Label, ParameterReport, Verdict, worst_verdict
+
+UNIT_ROUNDOFF = {np.dtype(np.float64): 2.0**-53, np.dtype(np.float32): 2.0**-24}
+FLOOR_FACTOR = 8.0
+# Default steps: the lecture's 1e-7 for float64; about cbrt(u), relative, for float32.
+DEFAULT_EPS = {np.dtype(np.float64): 1e-7, np.dtype(np.float32): 2.0**-8}
+REEXAMINE_PER_BLOCK = 16
+REEXAMINE_TOTAL = 128
+
+
+def choose_steps(theta: np.ndarray, eps: float | None) -> tuple[np.ndarray, str]:
+    """Per-component steps h_i (float64) and a sentence saying how they were chosen.
+
+    float64 keeps the lecture's absolute 1e-7, so ``difference`` is the lecture's number.
+    float32 cannot resolve that: its step is about cbrt(u) relative to |theta_i|.
+    """
+    if eps is not None:
+        return np.full(theta.shape[0], float(eps)), f"eps={eps:g} as given"
+    base = DEFAULT_EPS[theta.dtype]
+    if theta.dtype == np.float64:
+        return np.full(theta.shape[0], base), f"eps={base:g}, the default for float64"
+    steps = base * np.maximum(1.0, np.abs(theta.astype(np.float64)))
+    return steps, (
+        f"eps={base:.3g} x max(1, |theta_i|), the default for {theta.dtype} (about cbrt(u): "
+        "balances round-off against truncation)"
+    )
+
+
+def effective_thresholds(thresholds: tuple[float, float], dtype: np.dtype) -> tuple[float, float]:
+    """Thresholds no tighter than the dtype can attain (float32 cannot reach 1e-7)."""
+    attainable = 5.0 * UNIT_ROUNDOFF[np.dtype(dtype)] ** (2.0 / 3.0)
+    correct = max(thresholds[0], attainable)
+    return correct, max(thresholds[1], 10.0 * correct)
+
+
+def noise_floor(cost_at_theta: float, dtype: np.dtype, steps: np.ndarray) -> np.ndarray:
+    """The smallest derivative error a two-sided difference can resolve, per component."""
+    return FLOOR_FACTOR * UNIT_ROUNDOFF[np.dtype(dtype)] * abs(cost_at_theta) / steps
+
+
+@dataclass
+class Reexamination:
+    label: Label
+    estimate: float
+
+
+def reexamine(
+    i: int,
+    analytic: float,
+    step: float,
+    probe: Callable[[int, float], tuple[float, float, float, float]],
+    cost_at_theta: float,
+    unit_roundoff: float,
+    rtol: float,
+    crossed: Callable[[int, float], bool] | None,
+) -> Reexamination:
+    """Label component ``i`` after evaluating the cost around it at several steps.
+
+    ``probe(i, s)`` returns (J(theta + s e_i), J(theta - s e_i), represented up step,
+    represented down step); ``crossed(i, s)`` says whether the user's signature changes.
+    """
+
+    def floor(s: float) -> float:
+        return FLOOR_FACTOR * unit_roundoff * abs(cost_at_theta) / s
+
+    central, jump = {}, {}
+    for factor in (0.1, 1.0, 2.0, 10.0, 20.0):
+        plus, minus, up, down = probe(i, step * factor)
+        central[factor] = (plus - minus) / (up + down)
+        jump[factor] = (plus - cost_at_theta) / up - (cost_at_theta - minus) / down
+    truncation_small = abs(central[2.0] - central[1.0]) / 3.0
+    truncation_large = abs(central[20.0] - central[10.0]) / 3.0
+    richardson_small = (4.0 * central[1.0] - central[2.0]) / 3.0
+    richardson_large = (4.0 * central[10.0] - central[20.0]) / 3.0
+    estimates = [  # (value, uncertainty, label if it agrees)
+        (richardson_small, 2.0 * floor(step) + 0.1 * truncation_small, Label.AGREES_SMALLER_STEP),
+        (central[0.1], floor(0.1 * step) + 0.01 * truncation_small, Label.AGREES_SMALLER_STEP),
+        (richardson_large, 2.0 * floor(10 * step) + 0.1 * truncation_large, Label.AGREES_LARGER_STEP),
+        (central[10.0], floor(10 * step) + truncation_large, Label.AGREES_LARGER_STEP),
+    ]
+
+    def agrees(value: float, uncertainty: float, target: float) -> bool:
+        return abs(value - target) <= rtol * (abs(value) + abs(target)) + 3.0 * uncertainty
+
+    signature_kink = crossed is not None and (crossed(i, step) or crossed(i, 2.0 * step))
+    # Smooth: the one-sided slopes differ by about J'' s, growing tenfold from h to 10h.
+    # Across a kink they differ by the jump in slope, whatever the step.
+    slope_kink = abs(jump[1.0]) > 6.0 * floor(step) + rtol * abs(central[1.0]) and abs(
+        jump[10.0]
+    ) < 3.0 * abs(jump[1.0])
+    if signature_kink or (crossed is None and slope_kink):
+        return Reexamination(Label.KINK, analytic)
+    for value, uncertainty, label in estimates:
+        if agrees(value, uncertainty, analytic):
+            return Reexamination(label, value)
+    best, best_uncertainty, _ = estimates[0]
+    consistent = agrees(estimates[2][0], estimates[2][1] + best_uncertainty, best) or agrees(
+        estimates[1][0], estimates[1][1] + best_uncertainty, best
+    )
+    if consistent and abs(best - analytic) > 3.0 * best_uncertainty:
+        return Reexamination(Label.LIKELY_BUG, best)
+    return Reexamination(Label.NOISE, analytic)
+
+
+@dataclass
+class Diagnosis:
+    verdict: Verdict
+    per_parameter: dict[str, ParameterReport]
+    labels: dict[int, str]
+    corrected: dict[int, float]
+    scores: np.ndarray
+    noise_floor: float
+    thresholds: tuple[float, float]
+    n_evaluations: int
+
+
+def diagnose(
+    approx: np.ndarray,
+    dtheta: np.ndarray,
+    layout: Layout,
+    steps: np.ndarray,
+    cost_at_theta: float,
+    thresholds: tuple[float, float],
+    block_norms: np.ndarray,
+    probe: Callable[[int, float], tuple[float, float, float, float]] | None,
+    crossed: Callable[[int, float], bool] | None = None,
+    reexamine_total: int = REEXAMINE_TOTAL,
+) -> Diagnosis:
+    """Verdicts per parameter and overall; see the module docstring for the method."""
+    dtype = layout.dtype
+    correct, bug = effective_thresholds(thresholds, dtype)
+    unit = UNIT_ROUNDOFF[dtype]
+    floors = noise_floor(cost_at_theta, dtype, steps)
+    finite = np.isfinite(dtheta)
+    with np.errstate(invalid="ignore", over="ignore"):
+        abs_error = np.abs(approx - dtheta)
+        tolerance = correct * (np.abs(approx) + np.abs(dtheta)) + floors
+        flagged = np.flatnonzero(~finite | (abs_error > tolerance))
+
+    corrected_values = approx.copy()
+    labels: dict[int, str] = {}
+    n_evaluations = 0
+    judged = np.ones(approx.shape[0], dtype=bool)  # kinks and noise are not judged
+    likely_bug = np.zeros(approx.shape[0], dtype=bool)
+    for i in flagged[~finite[flagged]]:
+        labels[int(i)] = Label.NON_FINITE.value
+    candidates = flagged[finite[flagged]]
+    if probe is not None and candidates.size:
+        for i in _select(candidates, abs_error / tolerance, layout, reexamine_total):
+            result = reexamine(
+                int(i), float(dtheta[i]), float(steps[i]), probe, cost_at_theta, unit, correct,
+                crossed,
+            )
+            n_evaluations += 10
+            labels[int(i)] = result.label.value
+            corrected_values[i] = result.estimate
+            if result.label in (Label.KINK, Label.NOISE):
+                judged[i] = False
+            likely_bug[i] = result.label is Label.LIKELY_BUG
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        residual = np.where(judged, np.maximum(np.abs(corrected_values - dtheta) - floors, 0.0), 0.0)
+        scale = np.abs(corrected_values) + np.abs(dtheta)
+        scores = np.where(scale > 0, residual / np.where(scale > 0, scale, 1.0), 0.0)
+    scores = np.where(finite, scores, np.inf)
+
+    per_parameter = {}
+    for k, (name, shape) in enumerate(zip(layout.names, layout.shapes)):
+        lo, hi = int(layout.offsets[k]), int(layout.offsets[k + 1])
+        block = slice(lo, hi)
+        n_non_finite = int(np.count_nonzero(~finite[block]))
+        sum_difference, sum_approx, sum_dtheta = block_norms[k]
+        difference = _lecture(sum_difference, sum_approx, sum_dtheta)
+        if n_non_finite:
+            adjusted, verdict = float("inf"), Verdict.BUG
+        else:
+            adjusted = _ratio(residual[block], corrected_values[block], dtheta[block])
+            verdict = _verdict(adjusted, correct, bug)
+            bug_scores = scores[block][likely_bug[block]]
+            if bug_scores.size:
+                verdict = worst_verdict([verdict, _verdict(float(bug_scores.max()), correct, bug)])
+        errors = np.where(finite[block], abs_error[block], np.inf)
+        worst = int(np.argmax(np.nan_to_num(errors, nan=np.inf)))
+        per_parameter[name] = ParameterReport(
+            name=name,
+            shape=tuple(shape),
+            difference=difference,
+            adjusted_difference=adjusted,
+            verdict=verdict,
+            max_abs_error=float(errors[worst]),
+            worst_index=layout.locate(lo + worst)[1],
+            n_disagreeing=int(np.count_nonzero((flagged >= lo) & (flagged < hi))),
+            n_non_finite=n_non_finite,
+        )
+    if np.all(finite):
+        overall = _verdict(_ratio(residual, corrected_values, dtheta), correct, bug)
+    else:
+        overall = Verdict.BUG
+    overall = worst_verdict([overall] + [p.verdict for p in per_parameter.values()])
+    corrected = {i: float(corrected_values[i]) for i in labels if i in labels and finite[i]}
+    return Diagnosis(
+        verdict=overall,
+        per_parameter=per_parameter,
+        labels=labels,
+        corrected=corrected,
+        scores=scores,
+        noise_floor=float(np.median(floors)),
+        thresholds=(correct, bug),
+        n_evaluations=n_evaluations,
+    )
+
+
+def lecture_difference(norms: np.ndarray) -> float:
+    """The lecture's number from summed squared norms (rows of ``block_norms``)."""
+    total = norms.sum(axis=0)
+    return _lecture(*total)
+
+
+def _lecture(sum_difference: float, sum_approx: float, sum_dtheta: float) -> float:
+    denominator = np.sqrt(sum_approx) + np.sqrt(sum_dtheta)
+    if not np.isfinite(sum_difference) or not np.isfinite(denominator):
+        return float("nan")
+    if denominator == 0.0:
+        return 0.0
+    return float(np.sqrt(sum_difference) / denominator)
+
+
+def _ratio(residual: np.ndarray, approx: np.ndarray, dtheta: np.ndarray) -> float:
+    denominator = np.linalg.norm(approx) + np.linalg.norm(dtheta)
+    numerator = float(np.linalg.norm(residual))
+    if numerator == 0.0:
+        return 0.0
+    return numerator / denominator
+
+
+def _verdict(difference: float, correct: float, bug: float) -> Verdict:
+    if not np.isfinite(difference) or difference >= bug:
+        return Verdict.BUG
+    if difference > correct:
+        return Verdict.SUSPICIOUS
+    return Verdict.CORRECT
+
+
+def _select(candidates: np.ndarray, ratio: np.ndarray, layout: Layout, total: int) -> np.ndarray:
+    """The most disagreeing candidates, at most REEXAMINE_PER_BLOCK per block, ``total`` in all."""
+    blocks = layout.block_of(candidates)
+    chosen = []
+    for block in np.unique(blocks):
+        members = candidates[blocks == block]
+        chosen.append(members[np.argsort(-ratio[members], kind="stable")][:REEXAMINE_PER_BLOCK])
+    chosen = np.concatenate(chosen)
+    return chosen[np.argsort(-ratio[chosen], kind="stable")][:total]
+
+
+def signature_crossing(
+    signature: Callable[..., Any], call_with: Callable[[np.ndarray], Any], theta: np.ndarray
+) -> Callable[[int, float], bool]:
+    """``crossed(i, s)``: does the user's signature (e.g. ReLU masks) change at theta +/- s e_i?"""
+    probe = theta.copy()
+    reference = _signature_bytes(signature(call_with(probe)))
+
+    def crossed(i: int, s: float) -> bool:
+        saved = probe[i]
+        try:
+            for delta in (s, -s):
+                probe[i] = saved + np.float64(delta)
+                if _signature_bytes(signature(call_with(probe))) != reference:
+                    return True
+        finally:
+            probe[i] = saved
+        return False
+
+    return crossed
+
+
+def _signature_bytes(value: Any) -> bytes:
+    if isinstance(value, (list, tuple)):
+        return b"|".join(_signature_bytes(v) for v in value)
+    if isinstance(value, dict):
+        return b"|".join(_signature_bytes(v) for v in value.values())
+    return np.ascontiguousarray(np.asarray(value)).tobytes()

@@ -1,0 +1,49 @@
+"""Exceptions and warnings of fastgc."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._result import CheckResult
+
+
+class FastGCError(Exception):
+    """Base class of every error fastgc raises on purpose."""
+
+
+class GradientCheckError(FastGCError, AssertionError):
+    """The analytic gradients failed the check; ``result`` holds the full report."""
+
+    def __init__(self, result: "CheckResult") -> None:
+        self.result = result
+        super().__init__(str(result))
+
+
+class InvalidInputError(FastGCError, ValueError):
+    """``params``, ``grads`` or an option is malformed (structure, shape, value)."""
+
+
+class InvalidDtypeError(FastGCError, TypeError):
+    """A parameter or gradient array does not have a supported floating dtype."""
+
+
+class CostError(FastGCError, ValueError):
+    """The cost raised, or returned something that is not a finite float scalar."""
+
+    def __init__(self, message: str, *, flat_index: int | None = None, location: Any = None):
+        self.flat_index = flat_index
+        self.location = location
+        super().__init__(message)
+
+
+class CostTypeError(CostError, TypeError):
+    """The cost returned a value of the wrong type (not a float scalar)."""
+
+
+class EngineError(FastGCError, RuntimeError):
+    """The requested engine is not installed or cannot run the given cost."""
+
+
+class FastGCWarning(UserWarning):
+    """A request fastgc had to adjust (for example a thread count above what is usable)."""

@@ -1,0 +1,322 @@
+"""Flattening parameter structures into one vector theta, and back.
+
+A :class:`Layout` remembers the names, shapes and offsets of the blocks of theta and the
+structure they came from (a dict, nested dicts, a list or tuple, or one array), so that
+gradients given in the same structure can be matched block by block and results can be
+reported by parameter name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from ._errors import InvalidDtypeError, InvalidInputError
+
+SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# A tree node is ("leaf", None), ("dict", ((key, node), ...)) or ("list"/"tuple", (node, ...)).
+_Node = tuple
+
+
+@dataclass(frozen=True, eq=False)
+class Layout:
+    """Where each parameter lives in the flat vector theta.
+
+    Attributes
+    ----------
+    names : tuple of str
+        Parameter names in flattening order ("W1", "b1", ...; nested keys joined with ".").
+    shapes : tuple of tuple of int
+        The shape of each parameter.
+    offsets : ndarray of int64, shape (n_parameters + 1,)
+        ``theta[offsets[k]:offsets[k + 1]]`` holds parameter ``names[k]`` in C order.
+    dtype : numpy.dtype
+        The common dtype of the parameters (float32 or float64).
+
+    Examples
+    --------
+    >>> import numpy as np, fastgc
+    >>> theta, layout = fastgc.flatten({"W1": np.ones((2, 3)), "b1": np.zeros((2, 1))})
+    >>> layout.names, theta.shape
+    (('W1', 'b1'), (8,))
+    >>> layout.locate(4)
+    ('W1', (1, 1))
+    >>> layout.unflatten(theta)["b1"].shape
+    (2, 1)
+    """
+
+    names: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+    offsets: np.ndarray
+    dtype: np.dtype
+    _tree: _Node
+
+    @property
+    def size(self) -> int:
+        """Total number of scalars in theta."""
+        return int(self.offsets[-1])
+
+    @property
+    def is_flat(self) -> bool:
+        """True when the parameters were given as one array (the cost takes it as is)."""
+        return self._tree[0] == "leaf"
+
+    def block(self, name: str) -> slice:
+        """The slice of theta that holds parameter ``name``."""
+        try:
+            k = self.names.index(name)
+        except ValueError:
+            raise InvalidInputError(
+                f"no parameter named {name!r}; the parameters are {list(self.names)}"
+            ) from None
+        return slice(int(self.offsets[k]), int(self.offsets[k + 1]))
+
+    def unflatten(self, theta: np.ndarray) -> Any:
+        """Views of ``theta`` arranged in the structure the parameters were given in.
+
+        ``theta`` must be a contiguous 1-D array of length :attr:`size`; the result shares its
+        memory, so writing into theta is seen through the views and nothing is copied.
+        """
+        theta = np.asarray(theta)
+        if theta.ndim != 1 or theta.shape[0] != self.size:
+            raise InvalidInputError(
+                f"theta must be a 1-D array of length {self.size}, got shape {theta.shape}"
+            )
+        views = iter(
+            theta[self.offsets[k] : self.offsets[k + 1]].reshape(shape)
+            for k, shape in enumerate(self.shapes)
+        )
+        return _rebuild(self._tree, views)
+
+    def locate(self, flat_index: int) -> tuple[str, tuple[int, ...]]:
+        """The parameter name and the index within it of ``theta[flat_index]``."""
+        flat_index = int(flat_index)
+        if not 0 <= flat_index < self.size:
+            raise InvalidInputError(
+                f"flat_index must be in [0, {self.size}), got {flat_index}"
+            )
+        k = int(np.searchsorted(self.offsets, flat_index, side="right")) - 1
+        index = np.unravel_index(flat_index - int(self.offsets[k]), self.shapes[k])
+        return self.names[k], tuple(int(j) for j in index)
+
+    def flat_index(self, name: str, index: tuple[int, ...] | int = ()) -> int:
+        """The position in theta of ``params[name][index]`` (inverse of :meth:`locate`)."""
+        block = self.block(name)
+        shape = self.shapes[self.names.index(name)]
+        index = (index,) if isinstance(index, (int, np.integer)) else tuple(index)
+        return block.start + int(np.ravel_multi_index(index, shape)) if shape else block.start
+
+    def block_of(self, flat_indices: np.ndarray) -> np.ndarray:
+        """The parameter number of each flat index."""
+        return np.searchsorted(self.offsets, flat_indices, side="right") - 1
+
+    def __repr__(self) -> str:
+        blocks = ", ".join(f"{name}{list(shape)}" for name, shape in zip(self.names, self.shapes))
+        return f"Layout({blocks}; n={self.size}, dtype={self.dtype})"
+
+
+def flatten(params: Any) -> tuple[np.ndarray, Layout]:
+    """Copy a parameter structure into one contiguous vector theta.
+
+    Parameters
+    ----------
+    params : dict, nested dicts, list, tuple or ndarray
+        Float arrays of any shape, all float32 or all float64. A dict's insertion order is the
+        flattening order (W1, b1, ..., WL, bL); nested dict keys are joined with "."; list
+        items are named by position. One array is taken as theta itself (named "theta").
+
+    Returns
+    -------
+    theta : ndarray, shape (n,)
+        A new C-contiguous copy, in the parameters' own dtype (never converted).
+    layout : Layout
+        Names, shapes and offsets, to map between theta and the structure.
+
+    Raises
+    ------
+    InvalidInputError
+        If there are no parameters, or a parameter holds NaN or Inf (named, with its index).
+    InvalidDtypeError
+        If a parameter is not float32/float64, or the parameters mix float dtypes.
+
+    Examples
+    --------
+    >>> import numpy as np, fastgc
+    >>> theta, layout = fastgc.flatten({"W1": np.arange(6.0).reshape(2, 3), "b1": np.ones(2)})
+    >>> theta
+    array([0., 1., 2., 3., 4., 5., 1., 1.])
+    >>> layout.locate(7)
+    ('b1', (1,))
+    """
+    tree, leaves = _walk(params, "params")
+    if not leaves:
+        raise InvalidInputError("params is empty: there is nothing to check")
+    dtype = None
+    first_name = None
+    arrays = []
+    for name, leaf in leaves:
+        array = _as_float_array(leaf, f"params[{name!r}]" if name != "theta" else "params")
+        if dtype is None:
+            dtype, first_name = array.dtype, name
+        elif array.dtype != dtype:
+            raise InvalidDtypeError(
+                f"params mix float dtypes: {first_name!r} is {dtype} but {name!r} is "
+                f"{array.dtype}; give every parameter the same dtype"
+            )
+        arrays.append(array)
+    sizes = [a.size for a in arrays]
+    if sum(sizes) == 0:
+        raise InvalidInputError("params hold no values (every array is empty)")
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    theta = np.empty(int(offsets[-1]), dtype=dtype)
+    for k, array in enumerate(arrays):
+        theta[offsets[k] : offsets[k + 1]] = array.reshape(-1)  # C order, any input layout
+    names = tuple(name for name, _ in leaves)
+    layout = Layout(names, tuple(a.shape for a in arrays), offsets, np.dtype(dtype), tree)
+    bad = np.flatnonzero(~np.isfinite(theta))
+    if bad.size:
+        name, index = layout.locate(bad[0])
+        raise InvalidInputError(
+            f"params[{name!r}]{list(index)} is {theta[bad[0]]}: parameters must be finite "
+            f"({bad.size} non-finite value(s) in all)"
+        )
+    return theta, layout
+
+
+def flatten_like(grads: Any, layout: Layout, what: str = "grads") -> np.ndarray:
+    """Flatten ``grads`` in the order of ``layout`` into a new float64 vector.
+
+    ``grads`` is either a flat array of length ``layout.size`` or the same structure as the
+    parameters, dict keys equal to the parameter names or carrying the "d" prefix ("dW1").
+    NaN and Inf are kept: they are a finding about the gradients, not an input error.
+    """
+    if isinstance(grads, np.ndarray) and (layout.is_flat or grads.ndim == 1):
+        array = _as_float_array(grads, what)
+        if array.size != layout.size or (layout.is_flat and array.shape != layout.shapes[0]):
+            expected = layout.shapes[0] if layout.is_flat else (layout.size,)
+            raise InvalidInputError(
+                f"{what} has shape {array.shape} but the parameters need {expected}"
+            )
+        return np.array(array.reshape(-1), dtype=np.float64)
+    if layout.is_flat:
+        raise InvalidInputError(
+            f"params is one array, so {what} must be one array of shape {layout.shapes[0]}, "
+            f"got {type(grads).__name__}"
+        )
+    leaves = dict(_match(layout._tree, grads, what, ""))
+    dtheta = np.empty(layout.size, dtype=np.float64)
+    for k, (name, shape) in enumerate(zip(layout.names, layout.shapes)):
+        label, leaf = leaves[name]
+        array = _as_float_array(leaf, label)
+        if array.shape != shape:
+            raise InvalidInputError(
+                f"{label} has shape {array.shape} but params[{name!r}] has shape {shape}"
+            )
+        dtheta[layout.offsets[k] : layout.offsets[k + 1]] = array.reshape(-1)
+    return dtheta
+
+
+def _as_float_array(leaf: Any, label: str) -> np.ndarray:
+    try:
+        array = np.asarray(leaf)
+    except Exception as error:  # ragged lists and the like
+        raise InvalidInputError(f"{label} cannot be read as an array: {error}") from error
+    if array.dtype not in SUPPORTED_DTYPES:
+        kind = {
+            "i": "integer", "u": "unsigned integer", "b": "boolean", "c": "complex",
+            "O": "object", "f": "floating",
+        }.get(array.dtype.kind, "non-numeric")
+        hint = (
+            "float16 is too coarse for finite differences; use float32 or float64"
+            if array.dtype == np.float16
+            else "convert it with .astype(np.float64) (or float32)"
+        )
+        raise InvalidDtypeError(
+            f"{label} has {kind} dtype {array.dtype}; fastgc needs float32 or float64 ({hint})"
+        )
+    return array
+
+
+def _walk(node: Any, path: str, prefix: str = "") -> tuple[_Node, list[tuple[str, Any]]]:
+    if isinstance(node, Mapping):
+        children, leaves = [], []
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            child, child_leaves = _walk(value, f"{path}[{key!r}]", name + ".")
+            children.append((key, child))
+            leaves.extend(child_leaves)
+        return ("dict", tuple(children)), leaves
+    if isinstance(node, (list, tuple)):
+        children, leaves = [], []
+        for position, value in enumerate(node):
+            name = f"{prefix}{position}"
+            child, child_leaves = _walk(value, f"{path}[{position}]", name + ".")
+            children.append(child)
+            leaves.extend(child_leaves)
+        return ("tuple" if isinstance(node, tuple) else "list", tuple(children)), leaves
+    if node is None or isinstance(node, (str, bytes)):
+        raise InvalidDtypeError(
+            f"{path} is {type(node).__name__}, not an array of floats"
+        )
+    name = prefix[:-1] if prefix else "theta"
+    return ("leaf", None), [(name, node)]
+
+
+def _rebuild(node: _Node, views: Iterator[np.ndarray]) -> Any:
+    kind, children = node
+    if kind == "leaf":
+        return next(views)
+    if kind == "dict":
+        return {key: _rebuild(child, views) for key, child in children}
+    items = [_rebuild(child, views) for child in children]
+    return tuple(items) if kind == "tuple" else items
+
+
+def _match(
+    node: _Node, grads: Any, label: str, prefix: str
+) -> Iterator[tuple[str, tuple[str, Any]]]:
+    """Yield (parameter name, (label, gradient leaf)) pairs, checking names and structure."""
+    kind, children = node
+    if kind == "leaf":
+        yield prefix[:-1], (label, grads)
+        return
+    if kind == "dict":
+        if not isinstance(grads, Mapping):
+            raise InvalidInputError(
+                f"{label} must be a dict like the parameters, got {type(grads).__name__}"
+            )
+        remaining = dict(grads)
+        for key, child in children:
+            d_key = f"d{key}" if isinstance(key, str) else None
+            has_plain, has_d = key in remaining, d_key is not None and d_key in remaining
+            if has_plain and has_d:
+                raise InvalidInputError(
+                    f"{label} has both {key!r} and {d_key!r}; keep one gradient per parameter"
+                )
+            if not (has_plain or has_d):
+                raise InvalidInputError(
+                    f"{label} has no gradient for parameter {prefix + str(key)!r} "
+                    f"(expected key {key!r} or {d_key!r}; it has {list(grads)})"
+                )
+            used = key if has_plain else d_key
+            value = remaining.pop(used)
+            yield from _match(child, value, f"{label}[{used!r}]", f"{prefix}{key}.")
+        if remaining:
+            extra = ", ".join(repr(k) for k in remaining)
+            raise InvalidInputError(
+                f"{label} has gradient(s) {extra} that match no parameter "
+                f"(parameters here: {[key for key, _ in children]})"
+            )
+        return
+    if not isinstance(grads, (list, tuple)) or len(grads) != len(children):
+        length = len(grads) if isinstance(grads, (list, tuple)) else type(grads).__name__
+        raise InvalidInputError(
+            f"{label} must be a {kind} of {len(children)} gradients like the parameters, "
+            f"got {length}"
+        )
+    for position, (child, value) in enumerate(zip(children, grads)):
+        yield from _match(child, value, f"{label}[{position}]", f"{prefix}{position}.")

@@ -1,0 +1,176 @@
+"""What a check found: the verdict, per-parameter diagnosis, worst components and the report."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ._errors import GradientCheckError
+from ._layout import Layout
+
+
+class Verdict(str, enum.Enum):
+    """How far the analytic gradients are from the numerical ones.
+
+    A ``str`` enum, so ``result.verdict == "bug"`` works.
+    """
+
+    CORRECT = "correct"
+    SUSPICIOUS = "suspicious"
+    BUG = "bug"
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY[self]
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_SEVERITY = {Verdict.CORRECT: 0, Verdict.SUSPICIOUS: 1, Verdict.BUG: 2}
+
+
+def worst_verdict(verdicts: Any) -> Verdict:
+    return max(verdicts, key=lambda v: v.severity, default=Verdict.CORRECT)
+
+
+class Label(str, enum.Enum):
+    """What re-examining a disagreeing component at other steps showed."""
+
+    AGREES_LARGER_STEP = "agrees at a larger step (round-off)"
+    AGREES_SMALLER_STEP = "agrees at a smaller step or higher order (truncation)"
+    KINK = "kink (non-differentiable point crossed)"
+    NOISE = "unresolved: numeric estimates too noisy to judge"
+    LIKELY_BUG = "likely bug (stable numeric value differs)"
+    NON_FINITE = "analytic gradient is NaN or Inf"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Component(NamedTuple):
+    """One entry of theta, numeric against analytic."""
+
+    name: str
+    index: tuple[int, ...]
+    flat_index: int
+    numeric: float
+    analytic: float
+    abs_error: float
+    rel_error: float
+    label: str | None
+
+
+@dataclass(frozen=True)
+class ParameterReport:
+    """The check of one parameter block (for example ``W2``).
+
+    ``difference`` is the lecture's ``||approx - dtheta|| / (||approx|| + ||dtheta||)`` on this
+    block alone; ``adjusted_difference`` is the same after re-examination and with the noise
+    floor subtracted, which is what the verdict is based on.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    difference: float
+    adjusted_difference: float
+    verdict: Verdict
+    max_abs_error: float
+    worst_index: tuple[int, ...]
+    n_disagreeing: int
+    n_non_finite: int
+
+
+@dataclass(frozen=True, eq=False)
+class CheckResult:
+    """The outcome of :func:`fastgc.check`; ``print(result)`` shows the report.
+
+    Attributes
+    ----------
+    verdict : Verdict
+        The worst of the overall and per-parameter verdicts.
+    difference : float
+        ``||approx - dtheta||_2 / (||approx||_2 + ||dtheta||_2)`` over all of theta.
+    per_parameter : dict of str to ParameterReport
+    approx, dtheta : ndarray, shape (n,)
+        Numeric (at the chosen step) and analytic gradients, flat, float64.
+    layout : Layout
+    """
+
+    verdict: Verdict
+    difference: float
+    per_parameter: dict[str, ParameterReport]
+    approx: np.ndarray
+    dtheta: np.ndarray
+    layout: Layout
+    thresholds: tuple[float, float]
+    step_description: str
+    noise_floor: float
+    engine: str
+    n_threads: int
+    seconds: float
+    compile_seconds: float
+    n_evaluations: int
+    labels: dict[int, str] = field(default_factory=dict)
+    corrected: dict[int, float] = field(default_factory=dict)
+    _scores: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+
+    @property
+    def numerical_grads(self) -> Any:
+        """The numerical gradients in the same structure and shapes as ``params``."""
+        return self.layout.unflatten(self.approx.astype(self.layout.dtype))
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict is not Verdict.BUG
+
+    def worst(self, k: int = 10) -> list[Component]:
+        """The ``k`` components that disagree most, worst first.
+
+        Ranked by relative error after the noise floor is subtracted (NaN/Inf first), then by
+        absolute error. Each entry gives the parameter name, the index within it, the flat index,
+        numeric and analytic values, absolute and relative error, and the re-examination label.
+        """
+        order = np.lexsort((-np.abs(self.approx - self.dtheta), -self._scores))[: max(int(k), 0)]
+        components = []
+        for i in order:
+            name, index = self.layout.locate(i)
+            numeric = float(self.corrected.get(int(i), self.approx[i]))
+            analytic = float(self.dtheta[i])
+            abs_error = abs(numeric - analytic)
+            denominator = abs(numeric) + abs(analytic)
+            rel_error = abs_error / denominator if denominator > 0 else 0.0
+            if not np.isfinite(analytic):
+                abs_error = rel_error = float("inf")
+            components.append(
+                Component(name, index, int(i), numeric, analytic, abs_error, rel_error,
+                          self.labels.get(int(i)))
+            )
+        return components
+
+    def worst_parameter(self) -> ParameterReport:
+        """The parameter to look at first: worst verdict, then largest adjusted difference."""
+        return max(
+            self.per_parameter.values(),
+            key=lambda p: (p.verdict.severity, p.n_non_finite > 0, p.adjusted_difference),
+        )
+
+    def raise_if_failed(self) -> "CheckResult":
+        """Raise :class:`fastgc.GradientCheckError` (carrying this result) on a bug verdict."""
+        if self.verdict is Verdict.BUG:
+            raise GradientCheckError(self)
+        return self
+
+    def __str__(self) -> str:
+        from ._report import format_report
+
+        return format_report(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"CheckResult(verdict={self.verdict.value!r}, difference={self.difference:.3e}, "
+            f"n={self.layout.size}, engine={self.engine!r}, n_threads={self.n_threads})"
+        )

@@ -1,0 +1,183 @@
+"""The thread count: its one meaning, the global default, and the thread state of a run.
+
+``n_threads`` means: None, the default (``fastgc.set_num_threads``, ``fastgc.threads``, the
+``FASTGC_NUM_THREADS`` environment variable, else every usable core); a positive int, that many
+threads; a negative int counts back from the usable maximum (-1 = all, -2 = all but one); 0 is
+an error; a count above the usable maximum is clamped to it with a :class:`FastGCWarning`.
+"Usable" respects the CPU affinity mask, the cgroup CPU quota and ``NUMBA_NUM_THREADS`` /
+``OMP_NUM_THREADS`` when they are set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+import numbers
+import os
+import threading
+import warnings
+from typing import Iterator
+
+from ._errors import FastGCWarning, InvalidInputError
+
+_default: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "fastgc_num_threads", default=None
+)
+
+
+def usable_threads() -> int:
+    """The most threads a check may use on this machine and in this process."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        count = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        count = min(count, quota)
+    for variable in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(variable, "").split(",")[0].strip()
+        if value.isdigit() and int(value) > 0:
+            count = min(count, int(value))
+    return max(1, count)
+
+
+def _cgroup_cpu_quota() -> int | None:
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as handle:
+            quota, period = handle.read().split()[:2]
+        if quota != "max":
+            return max(1, math.floor(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _validate(n_threads: object, name: str = "n_threads") -> int:
+    if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
+        raise InvalidInputError(
+            f"{name} must be None or an int, got {type(n_threads).__name__} {n_threads!r}"
+        )
+    if n_threads == 0:
+        raise InvalidInputError(
+            f"{name} must not be 0: use None for all usable cores, a positive count, or a "
+            "negative count back from the maximum (-1 = all)"
+        )
+    return int(n_threads)
+
+
+def resolve_n_threads(n_threads: int | None = None) -> int:
+    """The number of threads a run will use, following the documented meaning."""
+    if n_threads is None:
+        n_threads = _default.get()
+    if n_threads is None:
+        n_threads = _environment_default()
+    if n_threads is None:
+        return usable_threads()
+    n_threads = _validate(n_threads)
+    maximum = usable_threads()
+    if n_threads < 0:
+        if maximum + 1 + n_threads < 1:
+            raise InvalidInputError(
+                f"n_threads={n_threads} counts back past the {maximum} usable thread(s)"
+            )
+        return maximum + 1 + n_threads
+    if n_threads > maximum:
+        warnings.warn(
+            f"n_threads={n_threads} is more than the {maximum} usable thread(s); using "
+            f"{maximum}",
+            FastGCWarning,
+            stacklevel=3,
+        )
+        return maximum
+    return n_threads
+
+
+def _environment_default() -> int | None:
+    value = os.environ.get("FASTGC_NUM_THREADS", "").strip()
+    if not value:
+        return None
+    try:
+        return _validate(int(value), "FASTGC_NUM_THREADS")
+    except ValueError:
+        raise InvalidInputError(
+            f"FASTGC_NUM_THREADS must be an integer, got {value!r}"
+        ) from None
+
+
+def set_num_threads(n_threads: int | None) -> None:
+    """Set the default thread count of later checks (None restores the automatic choice).
+
+    Parameters
+    ----------
+    n_threads : int or None
+        As the ``n_threads`` argument of :func:`fastgc.check`.
+
+    Examples
+    --------
+    >>> import fastgc
+    >>> fastgc.set_num_threads(1)
+    >>> fastgc.get_num_threads()
+    1
+    >>> fastgc.set_num_threads(None)
+    """
+    _default.set(None if n_threads is None else _validate(n_threads))
+
+
+def get_num_threads() -> int:
+    """The thread count a check started now with ``n_threads=None`` would use.
+
+    Examples
+    --------
+    >>> import fastgc
+    >>> fastgc.get_num_threads() >= 1
+    True
+    """
+    return resolve_n_threads(None)
+
+
+@contextlib.contextmanager
+def threads(n_threads: int | None) -> Iterator[int]:
+    """Use ``n_threads`` as the default inside a ``with`` block, then restore the previous one.
+
+    Examples
+    --------
+    >>> import fastgc
+    >>> with fastgc.threads(1):
+    ...     fastgc.get_num_threads()
+    1
+    """
+    token = _default.set(None if n_threads is None else _validate(n_threads))
+    try:
+        yield resolve_n_threads(None)
+    finally:
+        _default.reset(token)
+
+
+def in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def numba_threads(n_threads: int) -> Iterator[None]:
+    """Numba's thread count for this thread set to ``n_threads``, restored on exit."""
+    import numba
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def blas_limited(n_threads: int) -> Iterator[None]:
+    """Cap BLAS/OpenMP pools inside the cost at one thread while several of ours run."""
+    if n_threads <= 1:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
