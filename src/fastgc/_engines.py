@@ -87,7 +87,7 @@ class Cost:
 
         try:
             address = c_cost_pointer(function, layout.dtype)
-        except TypeError as error:
+        except (TypeError, ValueError) as error:
             raise CostTypeError(f"cost: {error}") from error
         if address is not None:
             return cls(function, args, layout, "c", address, _data_address(args))  # type: ignore[arg-type]

@@ -1,0 +1,364 @@
+# cython: language_level=3
+"""Compiled kernels of the finite-difference check (Cython, OpenMP when available).
+
+The kernels take validated, C-contiguous, dtype-exact arrays and an explicit ``n_threads``; they
+know nothing of parameter names, layouts or reports. Each mirrors a function of
+``fastgc._numba_kernels`` and of ``fastgc._reference``: same algorithm, same order of operations,
+so the engines agree to the bit. Only cheap structural checks are made here, to keep the kernels
+from reading or writing out of bounds; all other validation belongs to the Python layer.
+
+Built without OpenMP, ``prange`` runs as a plain serial loop and ``openmp_enabled()`` is False.
+"""
+
+cimport cython
+from cpython.ref cimport PyObject
+from cython.parallel cimport prange
+from libc.math cimport isfinite
+from libc.stdint cimport int64_t
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    static int fastgc_openmp_enabled(void) { return 1; }
+    static int fastgc_openmp_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    static int fastgc_openmp_enabled(void) { return 0; }
+    static int fastgc_openmp_max_threads(void) { return 1; }
+    #endif
+    """
+    int fastgc_openmp_enabled() noexcept nogil
+    int fastgc_openmp_max_threads() noexcept nogil
+
+ctypedef fused floating:
+    float
+    double
+
+# The C cost for each dtype of theta: J(theta[0:n]) with an opaque user pointer.
+ctypedef double (*cost_float64_t)(const double *theta, Py_ssize_t n, void *data) noexcept nogil
+ctypedef double (*cost_float32_t)(const float *theta, Py_ssize_t n, void *data) noexcept nogil
+
+
+def openmp_enabled():
+    """Whether this extension was compiled with OpenMP.
+
+    Returns
+    -------
+    bool
+        True if the kernels run their chunks on OpenMP threads, False if they run serially.
+    """
+    return bool(fastgc_openmp_enabled())
+
+
+def openmp_max_threads():
+    """``omp_get_max_threads()``, or 1 when the extension was compiled without OpenMP.
+
+    Returns
+    -------
+    int
+        The number of threads an OpenMP parallel region would use by default.
+    """
+    return fastgc_openmp_max_threads()
+
+
+cdef inline double _call_cost(size_t cost_address, floating *theta, Py_ssize_t n,
+                              void *data) noexcept nogil:
+    """Call the C cost at ``cost_address`` with the signature matching the dtype of theta."""
+    if floating is double:
+        return (<cost_float64_t>cost_address)(theta, n, data)
+    else:
+        return (<cost_float32_t>cost_address)(theta, n, data)
+
+
+@cython.cdivision(True)
+cdef void _chunk_c(size_t cost_address, void *data, floating *theta, Py_ssize_t n,
+                   const int64_t *indices, const double *steps, double *approx,
+                   int64_t *failed, Py_ssize_t chunk, Py_ssize_t n_chunks,
+                   Py_ssize_t n_indices) noexcept nogil:
+    """One chunk of ``central_differences_c`` on its private copy ``theta`` of length ``n``."""
+    cdef Py_ssize_t k
+    cdef int64_t i
+    cdef floating saved, upper, lower
+    cdef double cost_plus = 0.0, cost_minus = 0.0, represented_step
+
+    failed[chunk] = -1
+    for k in range((n_indices * chunk) // n_chunks, (n_indices * (chunk + 1)) // n_chunks):
+        i = indices[k]
+        saved = theta[i]
+        # The sum is formed in double and rounded once into the dtype of theta.
+        theta[i] = <floating>(saved + steps[k])
+        upper = theta[i]
+        cost_plus = _call_cost(cost_address, theta, n, data)
+        theta[i] = <floating>(saved - steps[k])
+        lower = theta[i]
+        cost_minus = _call_cost(cost_address, theta, n, data)
+        # Restore the saved value itself: saved + h - h need not round back to saved.
+        theta[i] = saved
+        represented_step = <double>upper - <double>lower
+        if not (isfinite(cost_plus) and isfinite(cost_minus)) or represented_step == 0.0:
+            failed[chunk] = k
+            break
+        approx[k] = (cost_plus - cost_minus) / represented_step
+
+
+@cython.final
+cdef class _PythonCost:
+    """A Python ``evaluate(chunk, i)`` shared by the threads, and the first exception it raised."""
+
+    cdef object evaluate
+    cdef object error
+
+    def __cinit__(self, evaluate):
+        self.evaluate = evaluate
+        self.error = None
+
+
+cdef int _evaluate(PyObject *state_ptr, Py_ssize_t chunk, int64_t i,
+                   double *value) noexcept with gil:
+    """Store ``evaluate(chunk, i)`` in ``value[0]`` and return 0; return -1 on any exception.
+
+    The first exception raised in any thread is kept on the state; once one is kept, no thread
+    calls ``evaluate`` again.
+    """
+    cdef _PythonCost state = <_PythonCost>state_ptr
+    if state.error is not None:
+        return -1
+    try:
+        value[0] = state.evaluate(chunk, i)
+    except BaseException as exc:
+        state.error = exc
+        return -1
+    return 0
+
+
+@cython.cdivision(True)
+cdef void _chunk_py(PyObject *state_ptr, floating *theta, const int64_t *indices,
+                    const double *steps, double *approx, int64_t *failed, Py_ssize_t chunk,
+                    Py_ssize_t n_chunks, Py_ssize_t n_indices) noexcept nogil:
+    """One chunk of ``central_differences_py``; stops at once when ``evaluate`` raises."""
+    cdef Py_ssize_t k
+    cdef int64_t i
+    cdef floating saved, upper, lower
+    cdef double cost_plus = 0.0, cost_minus = 0.0, represented_step
+
+    failed[chunk] = -1
+    for k in range((n_indices * chunk) // n_chunks, (n_indices * (chunk + 1)) // n_chunks):
+        i = indices[k]
+        saved = theta[i]
+        theta[i] = <floating>(saved + steps[k])
+        upper = theta[i]
+        if _evaluate(state_ptr, chunk, i, &cost_plus) != 0:
+            theta[i] = saved
+            return
+        theta[i] = <floating>(saved - steps[k])
+        lower = theta[i]
+        if _evaluate(state_ptr, chunk, i, &cost_minus) != 0:
+            theta[i] = saved
+            return
+        # Restore the saved value itself: saved + h - h need not round back to saved.
+        theta[i] = saved
+        represented_step = <double>upper - <double>lower
+        if not (isfinite(cost_plus) and isfinite(cost_minus)) or represented_step == 0.0:
+            failed[chunk] = k
+            break
+        approx[k] = (cost_plus - cost_minus) / represented_step
+
+
+cdef int _check_arguments(Py_ssize_t n_chunks, Py_ssize_t n, const int64_t[::1] indices,
+                          const double[::1] steps, double[::1] approx, int64_t[::1] failed,
+                          int n_threads) except -1:
+    """Raise ValueError unless the shapes agree and every index lies in [0, n)."""
+    cdef Py_ssize_t k
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+    if steps.shape[0] != indices.shape[0]:
+        raise ValueError(
+            f"steps must have the length of indices ({indices.shape[0]}), got {steps.shape[0]}"
+        )
+    if approx.shape[0] != indices.shape[0]:
+        raise ValueError(
+            f"approx must have the length of indices ({indices.shape[0]}), got {approx.shape[0]}"
+        )
+    if failed.shape[0] != n_chunks:
+        raise ValueError(
+            f"failed must have length work.shape[0] ({n_chunks}), got {failed.shape[0]}"
+        )
+    if n_chunks == 0 and indices.shape[0] != 0:
+        raise ValueError("work must have at least one row when indices is not empty")
+    for k in range(indices.shape[0]):
+        if indices[k] < 0 or indices[k] >= n:
+            raise ValueError(
+                f"indices must lie in [0, {n}) (work.shape[1]), got {indices[k]} at position {k}"
+            )
+    return 0
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def central_differences_c(size_t cost_address, size_t data_address, floating[:, ::1] work,
+                          const int64_t[::1] indices, const double[::1] steps,
+                          double[::1] approx, int64_t[::1] failed, int n_threads):
+    """Two-sided differences of a C cost along the coordinates ``indices``, without the GIL.
+
+    Mirrors ``fastgc._numba_kernels.central_differences`` and
+    ``fastgc._reference.central_differences``.
+
+    Parameters
+    ----------
+    cost_address : int
+        Address of the C cost. For float64 ``work``:
+        ``double cost(const double *theta, Py_ssize_t n, void *data)``; for float32 ``work``:
+        ``double cost(const float *theta, Py_ssize_t n, void *data)``. It is called from
+        several threads at once, each on its own row of ``work``.
+    data_address : int
+        Passed to the cost as ``data`` (0 passes NULL).
+    work : float32 or float64 ndarray, shape (n_chunks, n), C-contiguous
+        One private copy of theta per chunk; ``indices`` is split into ``n_chunks`` contiguous
+        chunks run in parallel, one OpenMP iteration per chunk (static schedule, chunk size 1).
+        Every row is restored exactly on return.
+    indices : int64 ndarray, shape (m,)
+        Coordinates to differentiate along, each in [0, n).
+    steps : float64 ndarray, shape (m,)
+        The step asked for each coordinate.
+    approx : float64 ndarray, shape (m,)
+        Output: ``(J(theta + h e_i) - J(theta - h e_i)) / (represented step)``.
+    failed : int64 ndarray, shape (n_chunks,)
+        Output: -1, or the first position ``k`` in the chunk where a cost was not finite or the
+        step vanished in the dtype of theta; the chunk stops there.
+    n_threads : int
+        Number of OpenMP threads, >= 1 (ignored when compiled without OpenMP).
+
+    Raises
+    ------
+    ValueError
+        If ``n_threads < 1``, ``cost_address`` is 0, the lengths disagree or an index is out of
+        bounds.
+    """
+    cdef Py_ssize_t n_chunks = work.shape[0]
+    cdef Py_ssize_t n = work.shape[1]
+    cdef Py_ssize_t n_indices = indices.shape[0]
+    cdef Py_ssize_t chunk
+    cdef void *data = <void *>data_address
+
+    if cost_address == 0:
+        raise ValueError("cost_address must be a non-null function address, got 0")
+    _check_arguments(n_chunks, n, indices, steps, approx, failed, n_threads)
+    if n_indices == 0:
+        for chunk in range(n_chunks):
+            failed[chunk] = -1
+        return
+    for chunk in prange(n_chunks, nogil=True, schedule="static", chunksize=1,
+                        num_threads=n_threads):
+        _chunk_c(cost_address, data, &work[chunk, 0], n, &indices[0], &steps[0], &approx[0],
+                 &failed[0], chunk, n_chunks, n_indices)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def central_differences_py(object evaluate, floating[:, ::1] work, const int64_t[::1] indices,
+                           const double[::1] steps, double[::1] approx, int64_t[::1] failed,
+                           int n_threads):
+    """Two-sided differences with a Python ``evaluate(chunk, i)`` called under the GIL.
+
+    Mirrors ``fastgc._numba_kernels.central_differences`` and
+    ``fastgc._reference.central_differences``.
+
+    The loop runs in an OpenMP ``prange`` over the chunks like ``central_differences_c``, but
+    each call of ``evaluate`` holds the GIL, so chunks overlap only while ``evaluate`` releases
+    it.
+
+    Parameters
+    ----------
+    evaluate : callable
+        ``evaluate(chunk, i) -> float``: the cost evaluated on ``work[chunk]``; ``i`` is the
+        coordinate being moved.
+    work, indices, steps, approx, failed, n_threads
+        As in ``central_differences_c``.
+
+    Raises
+    ------
+    ValueError
+        If ``n_threads < 1``, the lengths disagree or an index is out of bounds.
+    BaseException
+        The first exception raised by ``evaluate``, unchanged (``KeyboardInterrupt``
+        included), once every thread has stopped and every row of ``work`` is restored.
+    """
+    cdef Py_ssize_t n_chunks = work.shape[0]
+    cdef Py_ssize_t n = work.shape[1]
+    cdef Py_ssize_t n_indices = indices.shape[0]
+    cdef Py_ssize_t chunk
+    cdef _PythonCost state = _PythonCost(evaluate)
+    cdef PyObject *state_ptr = <PyObject *>state
+
+    _check_arguments(n_chunks, n, indices, steps, approx, failed, n_threads)
+    if n_indices == 0:
+        for chunk in range(n_chunks):
+            failed[chunk] = -1
+        return
+    for chunk in prange(n_chunks, nogil=True, schedule="static", chunksize=1,
+                        num_threads=n_threads):
+        _chunk_py(state_ptr, &work[chunk, 0], &indices[0], &steps[0], &approx[0], &failed[0],
+                  chunk, n_chunks, n_indices)
+    if state.error is not None:
+        error = state.error
+        state.error = None
+        raise error
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def block_norms(const double[::1] approx, const double[::1] dtheta,
+                const int64_t[::1] offsets, double[:, ::1] norms):
+    """Sums of squares of ``approx - dtheta``, ``approx`` and ``dtheta`` per block.
+
+    Mirrors ``fastgc._numba_kernels.block_norms`` and ``fastgc._reference.block_norms``,
+    summing in the same order.
+
+    Parameters
+    ----------
+    approx, dtheta : float64 ndarray, shape (m,)
+        The finite-difference and the hand-written gradients.
+    offsets : int64 ndarray, shape (n_blocks + 1,)
+        Non-decreasing bounds of the blocks, within [0, m].
+    norms : float64 ndarray, shape (n_blocks, 3)
+        Output: per block, the squared 2-norms of the difference, of ``approx`` and of
+        ``dtheta``. Non-finite entries propagate.
+
+    Raises
+    ------
+    ValueError
+        If the shapes disagree or ``offsets`` is not a non-decreasing sequence within [0, m].
+    """
+    cdef Py_ssize_t m = approx.shape[0]
+    cdef Py_ssize_t n_blocks = offsets.shape[0] - 1 if offsets.shape[0] > 0 else 0
+    cdef Py_ssize_t block
+    cdef int64_t i
+    cdef double difference, sum_difference, sum_approx, sum_dtheta
+
+    if dtheta.shape[0] != m:
+        raise ValueError(f"dtheta must have the length of approx ({m}), got {dtheta.shape[0]}")
+    if norms.shape[0] != n_blocks or norms.shape[1] != 3:
+        raise ValueError(
+            f"norms must have shape ({n_blocks}, 3), got ({norms.shape[0]}, {norms.shape[1]})"
+        )
+    for block in range(offsets.shape[0]):
+        if offsets[block] < 0 or offsets[block] > m or (
+            block > 0 and offsets[block] < offsets[block - 1]
+        ):
+            raise ValueError(
+                f"offsets must be non-decreasing within [0, {m}], got {offsets[block]} at "
+                f"position {block}"
+            )
+    with nogil:
+        for block in range(n_blocks):
+            sum_difference = 0.0
+            sum_approx = 0.0
+            sum_dtheta = 0.0
+            for i in range(offsets[block], offsets[block + 1]):
+                difference = approx[i] - dtheta[i]
+                sum_difference += difference * difference
+                sum_approx += approx[i] * approx[i]
+                sum_dtheta += dtheta[i] * dtheta[i]
+            norms[block, 0] = sum_difference
+            norms[block, 1] = sum_approx
+            norms[block, 2] = sum_dtheta

@@ -1,0 +1,599 @@
+"""Tests of the Cython kernels ``fastgc._core`` and of the C-cost recognition ``fastgc._ccost``.
+
+The kernels must agree bit for bit with the pure-Python reference ``fastgc._reference``, give the
+same results for any number of threads, and leave every row of ``work`` exactly as it was.
+
+Without the compiled extension (or Numba, for the ``@cfunc`` costs) these tests are skipped,
+unless ``FASTGC_REQUIRE_CYTHON=1`` is set, in which case they fail.
+"""
+
+import ctypes
+import importlib
+import os
+
+import numpy as np
+import pytest
+
+from fastgc import _reference
+from fastgc._ccost import c_cost_pointer, is_c_cost
+
+REQUIRE_CYTHON = os.environ.get("FASTGC_REQUIRE_CYTHON", "").strip() == "1"
+
+
+def _import_required(name, hint):
+    """Import ``name``; skip when it is missing, or fail if FASTGC_REQUIRE_CYTHON=1."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        if REQUIRE_CYTHON:
+            raise ImportError(
+                f"{name} cannot be imported ({exc}) and FASTGC_REQUIRE_CYTHON=1 requires it; "
+                f"{hint}"
+            ) from exc
+        pytest.skip(f"{name} is not available ({exc}); {hint}", allow_module_level=True)
+
+
+core = _import_required(
+    "fastgc._core", "build it with `python setup.py build_ext --inplace` or `pip install -e .`"
+)
+
+DTYPES = [np.float64, np.float32]
+C_FLOAT = {np.float64: ctypes.c_double, np.float32: ctypes.c_float}
+
+
+@pytest.fixture(scope="module")
+def numba():
+    """Numba, skipped when missing unless FASTGC_REQUIRE_CYTHON=1."""
+    try:
+        return importlib.import_module("numba")
+    except ImportError as exc:
+        if REQUIRE_CYTHON:
+            pytest.fail(f"numba cannot be imported ({exc}) and FASTGC_REQUIRE_CYTHON=1 is set")
+        pytest.skip(f"numba is not available ({exc}); the @cfunc costs need it")
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+
+
+def assert_bitwise_equal(actual, expected):
+    """Same dtype, shape and bits (so NaN == NaN and 0.0 != -0.0)."""
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    assert actual.dtype == expected.dtype
+    assert actual.shape == expected.shape
+    unsigned = np.dtype(f"u{actual.dtype.itemsize}")
+    mismatch = np.flatnonzero(actual.view(unsigned) != expected.view(unsigned))
+    assert mismatch.size == 0, (
+        f"{mismatch.size} entries differ, first at {mismatch[0]}: "
+        f"{actual.ravel()[mismatch[0]]!r} != {expected.ravel()[mismatch[0]]!r}"
+    )
+
+
+class Problem:
+    """A seeded theta, the coordinates to move, their steps and the output buffers."""
+
+    def __init__(self, dtype, n_chunks, n=9, seed=0):
+        rng = np.random.default_rng(seed)
+        self.theta = rng.uniform(-1.5, 1.5, n).astype(dtype)
+        # Repeats and an arbitrary order are allowed.
+        self.indices = np.concatenate([rng.permutation(n), rng.integers(0, n, 4)]).astype(np.int64)
+        scale = 1e-6 if dtype == np.float64 else 1e-3
+        self.steps = scale * (1.0 + np.abs(self.theta[self.indices].astype(np.float64)))
+        self.weights = rng.uniform(0.5, 2.0, n)
+        self.n_chunks = n_chunks
+
+    def buffers(self):
+        """Fresh (work, approx, failed); approx is filled with a sentinel to see what is set."""
+        work = np.tile(self.theta, (self.n_chunks, 1))
+        approx = np.full(self.indices.shape[0], -123.25)
+        failed = np.full(self.n_chunks, -7, dtype=np.int64)
+        return work, approx, failed
+
+    def reference(self, cost_of_row):
+        """``fastgc._reference.central_differences`` with ``evaluate`` = cost of the row."""
+        work, approx, failed = self.buffers()
+
+        def evaluate(chunk, i):
+            return cost_of_row(work[chunk])
+
+        _reference.central_differences(evaluate, work, self.indices, self.steps, approx, failed)
+        assert_bitwise_equal(work, np.tile(self.theta, (self.n_chunks, 1)))
+        return approx, failed
+
+    def run_c(self, address, n_threads, data_address=None):
+        work, approx, failed = self.buffers()
+        if data_address is None:
+            data_address = self.weights.ctypes.data
+        core.central_differences_c(
+            address, data_address, work, self.indices, self.steps, approx, failed, n_threads
+        )
+        # Every private copy is restored exactly.
+        assert_bitwise_equal(work, np.tile(self.theta, (self.n_chunks, 1)))
+        return approx, failed
+
+
+def python_cost(theta, weights):
+    """The cost used through ctypes and by the equivalent Python ``evaluate``."""
+    x = theta.astype(np.float64)
+    return float(np.sum(weights * np.sin(x)) + 0.25 * np.dot(x * x, x))
+
+
+def make_ctypes_cost(dtype, weights, cost=python_cost):
+    prototype = ctypes.CFUNCTYPE(
+        ctypes.c_double, ctypes.POINTER(C_FLOAT[dtype]), ctypes.c_ssize_t, ctypes.c_void_p
+    )
+
+    def callback(theta_ptr, n, data):
+        return cost(np.ctypeslib.as_array(theta_ptr, shape=(n,)), weights)
+
+    return prototype(callback)
+
+
+def make_numba_cost(numba, dtype, nan_index=-1, nan_above=np.inf):
+    """A ``@cfunc`` cost reading its weights through ``data``; NaN when theta[nan_index] is big."""
+    from numba import types
+
+    element = types.float64 if dtype == np.float64 else types.float32
+    signature = types.float64(types.CPointer(element), types.intp, types.voidptr)
+
+    def cost(theta_ptr, n, data):
+        theta = numba.carray(theta_ptr, n)
+        weights = numba.carray(data, n, dtype=np.float64)
+        if nan_index >= 0 and theta[nan_index] > nan_above:
+            return np.nan
+        total = 0.0
+        for j in range(n):
+            x = np.float64(theta[j])
+            total += weights[j] * np.sin(x) + 0.25 * x * x * x
+        return total
+
+    return numba.cfunc(signature)(cost)
+
+
+def numba_cost_of_row(cfunc, dtype, weights):
+    """The same compiled cost called from Python through its ctypes view."""
+    pointer_type = ctypes.POINTER(C_FLOAT[dtype])
+
+    def cost_of_row(row):
+        return cfunc.ctypes(row.ctypes.data_as(pointer_type), row.shape[0], weights.ctypes.data)
+
+    return cost_of_row
+
+
+# --------------------------------------------------------------------------------------------
+# central_differences_c
+
+
+def test_openmp_queries():
+    assert isinstance(core.openmp_enabled(), bool)
+    assert isinstance(core.openmp_max_threads(), int)
+    assert core.openmp_max_threads() >= 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_c_numba_cfunc_matches_reference(numba, dtype, n_threads):
+    problem = Problem(dtype, n_chunks=n_threads)
+    cfunc = make_numba_cost(numba, dtype)
+    address = c_cost_pointer(cfunc, dtype)
+    assert address == cfunc.address
+
+    approx, failed = problem.run_c(address, n_threads)
+    expected_approx, expected_failed = problem.reference(
+        numba_cost_of_row(cfunc, dtype, problem.weights)
+    )
+    assert_bitwise_equal(failed, expected_failed)
+    assert_bitwise_equal(approx, expected_approx)
+    assert np.all(failed == -1)
+    assert np.all(np.isfinite(approx))
+    # A sanity check of the values themselves: d/dx (w sin x + x^3 / 4) = w cos x + 3 x^2 / 4.
+    x = problem.theta[problem.indices].astype(np.float64)
+    exact = problem.weights[problem.indices] * np.cos(x) + 0.75 * x * x
+    tolerance = 1e-6 if dtype == np.float64 else 1e-2
+    np.testing.assert_allclose(approx, exact, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_c_ctypes_cost_matches_reference(dtype, n_threads):
+    problem = Problem(dtype, n_chunks=n_threads, seed=1)
+    cost = make_ctypes_cost(dtype, problem.weights)
+    address = c_cost_pointer(cost, dtype)
+    assert address == ctypes.cast(cost, ctypes.c_void_p).value
+
+    approx, failed = problem.run_c(address, n_threads, data_address=0)
+    expected_approx, expected_failed = problem.reference(
+        lambda row: python_cost(row, problem.weights)
+    )
+    assert_bitwise_equal(failed, expected_failed)
+    assert_bitwise_equal(approx, expected_approx)
+    assert np.all(failed == -1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+def test_c_identical_across_thread_and_chunk_counts(numba, dtype):
+    cfunc = make_numba_cost(numba, dtype)
+    results = []
+    for n_threads, n_chunks in [(1, 1), (2, 2), (1, 3), (2, 3), (2, 5)]:
+        problem = Problem(dtype, n_chunks=n_chunks, seed=2)
+        approx, failed = problem.run_c(c_cost_pointer(cfunc, dtype), n_threads)
+        assert np.all(failed == -1)
+        results.append(approx)
+    for approx in results[1:]:
+        assert_bitwise_equal(approx, results[0])
+
+
+def test_c_more_threads_than_chunks_and_empty_indices(numba):
+    problem = Problem(np.float64, n_chunks=2, seed=3)
+    address = c_cost_pointer(make_numba_cost(numba, np.float64), np.float64)
+    approx, failed = problem.run_c(address, n_threads=8)
+    assert np.all(failed == -1)
+    assert np.all(approx != -123.25)
+
+    work, _, failed = problem.buffers()
+    empty_i, empty_d = np.empty(0, np.int64), np.empty(0)
+    core.central_differences_c(address, 0, work, empty_i, empty_d, empty_d, failed, 2)
+    assert np.all(failed == -1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_c_non_finite_cost_sets_failed_and_stops_the_chunk(numba, dtype, n_threads):
+    n = 8
+    problem = Problem(dtype, n_chunks=2, n=n, seed=4)
+    problem.indices = np.arange(n, dtype=np.int64)
+    problem.steps = np.full(n, 0.1)
+    problem.theta[3] = 0.45  # theta[3] + 0.1 crosses 0.5, where the cost returns NaN
+    cfunc = make_numba_cost(numba, dtype, nan_index=3, nan_above=0.5)
+
+    approx, failed = problem.run_c(c_cost_pointer(cfunc, dtype), n_threads)
+    expected_approx, expected_failed = problem.reference(
+        numba_cost_of_row(cfunc, dtype, problem.weights)
+    )
+    assert_bitwise_equal(failed, expected_failed)
+    assert_bitwise_equal(approx, expected_approx)
+    # Chunk 0 covers positions 0..3 and stops at 3; chunk 1 (4..7) completes.
+    np.testing.assert_array_equal(failed, [3, -1])
+    assert approx[3] == -123.25
+    assert np.all(np.isfinite(approx))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+def test_c_vanishing_step_sets_failed(numba, dtype):
+    problem = Problem(dtype, n_chunks=1, n=5, seed=5)
+    problem.indices = np.arange(5, dtype=np.int64)
+    problem.theta[:] = 1.0
+    problem.steps = np.array([1e-3, 1e-3, 1e-30, 1e-3, 1e-3])  # 1 +- 1e-30 rounds to 1
+    cfunc = make_numba_cost(numba, dtype)
+
+    approx, failed = problem.run_c(c_cost_pointer(cfunc, dtype), n_threads=1)
+    expected_approx, expected_failed = problem.reference(
+        numba_cost_of_row(cfunc, dtype, problem.weights)
+    )
+    assert_bitwise_equal(approx, expected_approx)
+    np.testing.assert_array_equal(failed, [2])
+    np.testing.assert_array_equal(expected_failed, [2])
+    assert np.all(approx[2:] == -123.25)
+
+
+def test_c_uses_the_represented_step():
+    """In float32, theta +- h is rounded; the quotient divides by the step actually taken."""
+    theta = np.array([1.0], dtype=np.float32)
+    step = 1e-7  # theta +- step rounds to 1 + 2**-23 and 1 - 2**-23, not to 1 +- 1e-7
+    work = theta.reshape(1, 1).copy()
+    approx, failed = np.zeros(1), np.zeros(1, np.int64)
+    cost = make_ctypes_cost(np.float32, None, cost=lambda row, _: float(row[0]))
+    core.central_differences_c(
+        c_cost_pointer(cost, np.float32), 0, work, np.zeros(1, np.int64),
+        np.array([step]), approx, failed, 1,
+    )
+    # J is the identity, so dividing by the represented step gives exactly 1.
+    assert failed[0] == -1
+    assert approx[0] == 1.0
+    assert work[0, 0] == np.float32(1.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+def test_c_matches_numba_twin(numba, dtype):
+    kernels = importlib.import_module("fastgc._numba_kernels")
+    problem = Problem(dtype, n_chunks=2, seed=6)
+    cfunc = make_numba_cost(numba, dtype)
+    jitted = numba.njit(_numba_cost_body)
+
+    approx, failed = problem.run_c(c_cost_pointer(cfunc, dtype), n_threads=2)
+    work, expected_approx, expected_failed = problem.buffers()
+    kernels.central_differences(
+        jitted, (problem.weights,), work, problem.indices, problem.steps,
+        expected_approx, expected_failed,
+    )
+    assert_bitwise_equal(failed, expected_failed)
+    assert_bitwise_equal(approx, expected_approx)
+
+
+def _numba_cost_body(theta, weights):
+    """The body of ``make_numba_cost`` as an ordinary function of an array."""
+    total = 0.0
+    for j in range(theta.shape[0]):
+        x = np.float64(theta[j])
+        total += weights[j] * np.sin(x) + 0.25 * x * x * x
+    return total
+
+
+def test_c_validates_cheap_things():
+    work = np.zeros((2, 4))
+    indices = np.array([0, 1, 2], np.int64)
+    steps, approx = np.ones(3), np.zeros(3)
+    failed = np.zeros(2, np.int64)
+    cost = make_ctypes_cost(np.float64, np.ones(4))
+    address = c_cost_pointer(cost, np.float64)
+    call = core.central_differences_c
+
+    with pytest.raises(ValueError, match=r"n_threads must be >= 1, got 0"):
+        call(address, 0, work, indices, steps, approx, failed, 0)
+    with pytest.raises(ValueError, match=r"steps must have the length of indices \(3\), got 2"):
+        call(address, 0, work, indices, steps[:2], approx, failed, 1)
+    with pytest.raises(ValueError, match=r"approx must have the length of indices \(3\), got 4"):
+        call(address, 0, work, indices, steps, np.zeros(4), failed, 1)
+    with pytest.raises(ValueError, match=r"failed must have length work.shape\[0\] \(2\), got 3"):
+        call(address, 0, work, indices, steps, approx, np.zeros(3, np.int64), 1)
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 4\).*got 4 at position 1"):
+        call(address, 0, work, np.array([0, 4, 1], np.int64), steps, approx, failed, 1)
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 4\).*got -1 at position 2"):
+        call(address, 0, work, np.array([0, 1, -1], np.int64), steps, approx, failed, 1)
+    with pytest.raises(ValueError, match=r"cost_address must be a non-null function address"):
+        call(0, 0, work, indices, steps, approx, failed, 1)
+    with pytest.raises(ValueError, match=r"work must have at least one row"):
+        call(address, 0, np.zeros((0, 4)), indices, steps, approx, np.zeros(0, np.int64), 1)
+    # Wrong dtypes or non-contiguous arrays are refused by the typed memoryviews.
+    with pytest.raises(ValueError):
+        call(address, 0, work, indices.astype(np.int32), steps, approx, failed, 1)
+    with pytest.raises(ValueError):
+        call(address, 0, np.zeros((4, 2)).T, indices, steps, approx, failed, 1)
+    with pytest.raises(TypeError):
+        call(address, 0, work.astype(np.int64), indices, steps, approx, failed, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# central_differences_py
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_py_matches_reference(dtype, n_threads):
+    problem = Problem(dtype, n_chunks=n_threads, seed=7)
+    work, approx, failed = problem.buffers()
+
+    def evaluate(chunk, i):
+        return python_cost(work[chunk], problem.weights)
+
+    core.central_differences_py(
+        evaluate, work, problem.indices, problem.steps, approx, failed, n_threads
+    )
+    assert_bitwise_equal(work, np.tile(problem.theta, (n_threads, 1)))
+    expected_approx, expected_failed = problem.reference(
+        lambda row: python_cost(row, problem.weights)
+    )
+    assert_bitwise_equal(failed, expected_failed)
+    assert_bitwise_equal(approx, expected_approx)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_py_non_finite_cost_sets_failed(n_threads):
+    problem = Problem(np.float64, n_chunks=2, n=6, seed=8)
+    problem.indices = np.arange(6, dtype=np.int64)
+    problem.steps = np.full(6, 1e-3)
+    work, approx, failed = problem.buffers()
+
+    def evaluate(chunk, i):
+        return np.inf if i == 4 and work[chunk, 4] < problem.theta[4] else 1.0
+
+    core.central_differences_py(
+        evaluate, work, problem.indices, problem.steps, approx, failed, n_threads
+    )
+    np.testing.assert_array_equal(failed, [-1, 4])
+    assert_bitwise_equal(work, np.tile(problem.theta, (2, 1)))
+
+
+class CostError(Exception):
+    pass
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("error_type", [CostError, KeyboardInterrupt])
+@pytest.mark.parametrize("failing_call", [1, 2, 7])
+def test_py_exception_propagates_unchanged_and_restores_work(
+    dtype, n_threads, error_type, failing_call
+):
+    problem = Problem(dtype, n_chunks=n_threads, seed=9)
+    work, approx, failed = problem.buffers()
+    error = error_type("raised by the cost")
+    calls = 0
+
+    def evaluate(chunk, i):
+        nonlocal calls
+        calls += 1
+        if calls == failing_call:
+            raise error
+        return python_cost(work[chunk], problem.weights)
+
+    with pytest.raises(error_type) as info:
+        core.central_differences_py(
+            evaluate, work, problem.indices, problem.steps, approx, failed, n_threads
+        )
+    assert info.value is error
+    # The traceback still reaches the frame that raised.
+    assert info.traceback[-1].name == "evaluate"
+    # No thread calls the cost once it has raised.
+    assert calls == failing_call
+    assert_bitwise_equal(work, np.tile(problem.theta, (n_threads, 1)))
+
+
+def test_py_bad_return_value_propagates():
+    problem = Problem(np.float64, n_chunks=1, seed=10)
+    work, approx, failed = problem.buffers()
+    with pytest.raises(TypeError, match="real number"):
+        core.central_differences_py(
+            lambda chunk, i: "not a number", work, problem.indices, problem.steps, approx,
+            failed, 1,
+        )
+    assert_bitwise_equal(work, np.tile(problem.theta, (1, 1)))
+
+
+def test_py_validates_cheap_things():
+    work = np.zeros((1, 3), np.float32)
+    with pytest.raises(ValueError, match=r"n_threads must be >= 1, got -1"):
+        core.central_differences_py(
+            lambda chunk, i: 0.0, work, np.zeros(1, np.int64), np.ones(1), np.zeros(1),
+            np.zeros(1, np.int64), -1,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# block_norms
+
+
+def test_block_norms_matches_reference_bitwise():
+    rng = np.random.default_rng(11)
+    m = 40
+    approx = rng.normal(size=m) * 10.0 ** rng.integers(-8, 8, m)
+    dtheta = approx + rng.normal(size=m) * 1e-7
+    offsets = np.array([0, 3, 3, 17, 39, 40], np.int64)
+    norms = np.full((5, 3), np.nan)
+    expected = np.full((5, 3), np.nan)
+
+    core.block_norms(approx, dtheta, offsets, norms)
+    _reference.block_norms(approx, dtheta, offsets, expected)
+    assert_bitwise_equal(norms, expected)
+    np.testing.assert_array_equal(norms[1], [0.0, 0.0, 0.0])
+
+
+def test_block_norms_propagates_non_finite():
+    approx = np.array([1.0, np.nan, 2.0, np.inf])
+    dtheta = np.array([1.0, 0.0, 2.0, 0.0])
+    offsets = np.array([0, 2, 4], np.int64)
+    norms = np.zeros((2, 3))
+    expected = np.zeros((2, 3))
+    core.block_norms(approx, dtheta, offsets, norms)
+    _reference.block_norms(approx, dtheta, offsets, expected)
+    assert_bitwise_equal(norms, expected)
+    assert np.isnan(norms[0, 0]) and np.isinf(norms[1, 1])
+
+
+def test_block_norms_matches_numba_twin(numba):
+    kernels = importlib.import_module("fastgc._numba_kernels")
+    rng = np.random.default_rng(12)
+    approx, dtheta = rng.normal(size=25), rng.normal(size=25)
+    offsets = np.array([0, 10, 11, 25], np.int64)
+    norms, expected = np.zeros((3, 3)), np.zeros((3, 3))
+    core.block_norms(approx, dtheta, offsets, norms)
+    kernels.block_norms(approx, dtheta, offsets, expected)
+    assert_bitwise_equal(norms, expected)
+
+
+def test_block_norms_validates_shapes():
+    approx, dtheta = np.zeros(4), np.zeros(4)
+    with pytest.raises(ValueError, match=r"dtheta must have the length of approx \(4\), got 3"):
+        core.block_norms(approx, np.zeros(3), np.array([0, 4], np.int64), np.zeros((1, 3)))
+    with pytest.raises(ValueError, match=r"norms must have shape \(2, 3\), got \(1, 3\)"):
+        core.block_norms(approx, dtheta, np.array([0, 2, 4], np.int64), np.zeros((1, 3)))
+    with pytest.raises(ValueError, match=r"offsets must be non-decreasing within \[0, 4\]"):
+        core.block_norms(approx, dtheta, np.array([0, 3, 2], np.int64), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"got 5 at position 1"):
+        core.block_norms(approx, dtheta, np.array([0, 5], np.int64), np.zeros((1, 3)))
+
+
+# --------------------------------------------------------------------------------------------
+# fastgc._ccost
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+def test_ccost_accepts_right_signatures(numba, dtype):
+    cfunc = make_numba_cost(numba, dtype)
+    assert is_c_cost(cfunc)
+    assert c_cost_pointer(cfunc, dtype) == cfunc.address
+    assert c_cost_pointer(cfunc, np.dtype(dtype).name) == cfunc.address
+
+    for size_type in (ctypes.c_ssize_t, ctypes.c_int64):
+        prototype = ctypes.CFUNCTYPE(
+            ctypes.c_double, ctypes.POINTER(C_FLOAT[dtype]), size_type, ctypes.c_void_p
+        )
+        cost = prototype(lambda theta, n, data: 0.0)
+        assert is_c_cost(cost)
+        assert c_cost_pointer(cost, dtype) == ctypes.cast(cost, ctypes.c_void_p).value
+
+
+def test_ccost_rejects_wrong_numba_signatures(numba):
+    from numba import types
+
+    def body(theta, n, data):
+        return 0.0
+
+    float64_ptr, float32_ptr = types.CPointer(types.float64), types.CPointer(types.float32)
+    wrong = {
+        "float32 theta": types.float64(float32_ptr, types.intp, types.voidptr),
+        "float32 result": types.float32(float64_ptr, types.intp, types.voidptr),
+        "int32 n": types.float64(float64_ptr, types.int32, types.voidptr),
+        "no data": types.float64(float64_ptr, types.intp),
+    }
+    for name, signature in wrong.items():
+        if name == "no data":
+            cfunc = numba.cfunc(signature)(lambda theta, n: 0.0)
+        else:
+            cfunc = numba.cfunc(signature)(body)
+        assert is_c_cost(cfunc)
+        with pytest.raises(TypeError) as info:
+            c_cost_pointer(cfunc, np.float64)
+        message = str(info.value)
+        assert "const double *theta, Py_ssize_t n, void *data" in message
+        assert "float64(CPointer(float64), intp, voidptr)" in message
+        assert str(cfunc._sig) in message
+
+    # The right signature for float64 is the wrong one for float32.
+    cfunc = numba.cfunc(types.float64(float64_ptr, types.intp, types.voidptr))(body)
+    with pytest.raises(TypeError, match=r"const float \*theta.*\(float64\*, int64, void\*\)"):
+        c_cost_pointer(cfunc, np.float32)
+
+
+def test_ccost_rejects_wrong_ctypes_signatures():
+    c = ctypes
+    wrong = [
+        (c.c_double, c.POINTER(c.c_float), c.c_ssize_t, c.c_void_p),
+        (c.c_float, c.POINTER(c.c_double), c.c_ssize_t, c.c_void_p),
+        (c.c_double, c.POINTER(c.c_double), c.c_int32, c.c_void_p),
+        (c.c_double, c.POINTER(c.c_double), c.c_size_t, c.c_void_p),
+        (c.c_double, c.c_void_p, c.c_ssize_t, c.c_void_p),
+        (c.c_double, c.POINTER(c.c_double), c.c_ssize_t),
+    ]
+    for restype, *argtypes in wrong:
+        cost = c.CFUNCTYPE(restype, *argtypes)(lambda *args: 0)
+        with pytest.raises(TypeError) as info:
+            c_cost_pointer(cost, np.float64)
+        message = str(info.value)
+        assert "must have the signature double (*)(const double *theta" in message
+        assert "CFUNCTYPE(c_double, POINTER(c_double), c_ssize_t, c_void_p)" in message
+        assert f"{restype.__name__} (*)(" in message
+
+
+def test_ccost_rejects_library_function_without_argtypes():
+    libm = ctypes.CDLL(None)
+    with pytest.raises(TypeError, match=r"has the signature c_int \(\*\)\(unknown"):
+        c_cost_pointer(libm.cos, np.float64)
+
+
+def test_ccost_null_pointer_and_bad_dtype():
+    prototype = ctypes.CFUNCTYPE(
+        ctypes.c_double, ctypes.POINTER(ctypes.c_double), ctypes.c_ssize_t, ctypes.c_void_p
+    )
+    with pytest.raises(ValueError, match="NULL function pointer"):
+        c_cost_pointer(prototype(), np.float64)
+    with pytest.raises(ValueError, match="dtype must be float32 or float64, got int64"):
+        c_cost_pointer(prototype(lambda *args: 0.0), np.int64)
+
+
+def test_ccost_returns_none_for_python_level_costs(numba):
+    jitted = numba.njit(_numba_cost_body)
+    for cost in (python_cost, lambda theta: 0.0, jitted, None, 12345, np.sin):
+        assert not is_c_cost(cost)
+        assert c_cost_pointer(cost, np.float64) is None
