@@ -28,8 +28,13 @@ UNIT_ROUNDOFF = {np.dtype(np.float64): 2.0**-53, np.dtype(np.float32): 2.0**-24}
 FLOOR_FACTOR = 8.0
 # Default steps: the lecture's 1e-7 for float64; about cbrt(u), relative, for float32.
 DEFAULT_EPS = {np.dtype(np.float64): 1e-7, np.dtype(np.float32): 2.0**-8}
-REEXAMINE_PER_BLOCK = 16
-REEXAMINE_TOTAL = 128
+# Re-examination costs 10 serial evaluations a component: small networks are examined in
+# full, large ones up to REEXAMINE_MAXIMUM components, and a block stops being examined once
+# ENOUGH_EVIDENCE of its components are likely bugs.
+REEXAMINE_FRACTION = 0.05
+REEXAMINE_MINIMUM = 256
+REEXAMINE_MAXIMUM = 2000
+ENOUGH_EVIDENCE = 16
 
 
 def choose_steps(theta: np.ndarray, eps: float | None) -> tuple[np.ndarray, str]:
@@ -82,48 +87,77 @@ def reexamine(
 
     ``probe(i, s)`` returns (J(theta + s e_i), J(theta - s e_i), represented up step,
     represented down step); ``crossed(i, s)`` says whether the user's signature changes.
+
+    Estimates, each with an uncertainty made of round-off (``delta / s``, delta the round-off
+    of one cost evaluation) and a truncation estimate from the next coarser level:
+    Richardson's fourth-order central differences at h/2, h and 16h, and the one-sided
+    slopes on each side at h/4 (their drift over h/4, h/2, h as truncation). A kink crossed on one side spoils that
+    side only, so the two sides disagreeing is the signature of a kink.
     """
+    delta = FLOOR_FACTOR * unit_roundoff * abs(cost_at_theta)
+    one_ulp = 2.0 * unit_roundoff * abs(cost_at_theta)  # a typical round-off, not a bound
+    plus, minus = {}, {}
+    for factor in (0.25, 0.5, 1.0, 2.0, 8.0, 16.0):
+        j_plus, j_minus, up, down = probe(i, step * factor)
+        plus[factor] = (j_plus - cost_at_theta) / up  # forward slope
+        minus[factor] = (cost_at_theta - j_minus) / down  # backward slope
 
-    def floor(s: float) -> float:
-        return FLOOR_FACTOR * unit_roundoff * abs(cost_at_theta) / s
+    def central(f: float) -> float:
+        return 0.5 * (plus[f] + minus[f])
 
-    central, jump = {}, {}
-    for factor in (0.1, 1.0, 2.0, 10.0, 20.0):
-        plus, minus, up, down = probe(i, step * factor)
-        central[factor] = (plus - minus) / (up + down)
-        jump[factor] = (plus - cost_at_theta) / up - (cost_at_theta - minus) / down
-    truncation_small = abs(central[2.0] - central[1.0]) / 3.0
-    truncation_large = abs(central[20.0] - central[10.0]) / 3.0
-    richardson_small = (4.0 * central[1.0] - central[2.0]) / 3.0
-    richardson_large = (4.0 * central[10.0] - central[20.0]) / 3.0
-    estimates = [  # (value, uncertainty, label if it agrees)
-        (richardson_small, 2.0 * floor(step) + 0.1 * truncation_small, Label.AGREES_SMALLER_STEP),
-        (central[0.1], floor(0.1 * step) + 0.01 * truncation_small, Label.AGREES_SMALLER_STEP),
-        (richardson_large, 2.0 * floor(10 * step) + 0.1 * truncation_large, Label.AGREES_LARGER_STEP),
-        (central[10.0], floor(10 * step) + truncation_large, Label.AGREES_LARGER_STEP),
+    def richardson(f: float) -> float:  # from central differences at f/2 and f
+        return (4.0 * central(f / 2) - central(f)) / 3.0
+
+    candidates = [  # (value, uncertainty, label if it agrees)
+        (richardson(0.5), 6.0 * delta / step + abs(richardson(0.5) - richardson(1.0)) / 15.0,
+         Label.AGREES_SMALLER_STEP),
+        (richardson(1.0), 3.0 * delta / step + abs(richardson(1.0) - richardson(2.0)) / 15.0,
+         Label.AGREES_SMALLER_STEP),
+        (richardson(16.0), 3.0 * delta / (16.0 * step) + abs(richardson(16.0) - richardson(2.0)),
+         Label.AGREES_LARGER_STEP),
     ]
+    # One-sided slopes nearest theta, with their drift across scales as truncation error.
+    forward = (plus[0.25], _sided_uncertainty(plus, step, one_ulp))
+    backward = (minus[0.25], _sided_uncertainty(minus, step, one_ulp))
 
     def agrees(value: float, uncertainty: float, target: float) -> bool:
         return abs(value - target) <= rtol * (abs(value) + abs(target)) + 3.0 * uncertainty
 
-    signature_kink = crossed is not None and (crossed(i, step) or crossed(i, 2.0 * step))
-    # Smooth: the one-sided slopes differ by about J'' s, growing tenfold from h to 10h.
-    # Across a kink they differ by the jump in slope, whatever the step.
-    slope_kink = abs(jump[1.0]) > 6.0 * floor(step) + rtol * abs(central[1.0]) and abs(
-        jump[10.0]
-    ) < 3.0 * abs(jump[1.0])
-    if signature_kink or (crossed is None and slope_kink):
+    discrepancy = abs(central(1.0) - analytic)
+
+    def clears(value: float, uncertainty: float, sharpness: float = 6.0) -> bool:
+        # An estimate settles the question only if it is sharper than the disagreement.
+        return sharpness * uncertainty < discrepancy and agrees(value, uncertainty, analytic)
+
+    if crossed is not None and (crossed(i, step) or crossed(i, 0.5 * step)):
         return Reexamination(Label.KINK, analytic)
-    for value, uncertainty, label in estimates:
-        if agrees(value, uncertainty, analytic):
+    for value, uncertainty, label in candidates:
+        if clears(value, uncertainty):
             return Reexamination(label, value)
-    best, best_uncertainty, _ = estimates[0]
-    consistent = agrees(estimates[2][0], estimates[2][1] + best_uncertainty, best) or agrees(
-        estimates[1][0], estimates[1][1] + best_uncertainty, best
-    )
-    if consistent and abs(best - analytic) > 3.0 * best_uncertainty:
+    forward_agrees = clears(*forward, sharpness=4.0)
+    backward_agrees = clears(*backward, sharpness=4.0)
+    sides_differ = not agrees(forward[0], forward[1] + backward[1], backward[0])
+    if crossed is None and (forward_agrees or backward_agrees or sides_differ):
+        # One side matches backprop, or the two sides disagree: a kink within the step.
+        if forward_agrees != backward_agrees or _between(analytic, forward, backward):
+            return Reexamination(Label.KINK, analytic)
+        return Reexamination(Label.NOISE, analytic)
+    best, best_uncertainty, _ = min(candidates[:2], key=lambda c: c[1])
+    if abs(best - analytic) > 3.0 * best_uncertainty + rtol * (abs(best) + abs(analytic)):
         return Reexamination(Label.LIKELY_BUG, best)
     return Reexamination(Label.NOISE, analytic)
+
+
+def _sided_uncertainty(slopes: dict, step: float, one_ulp: float) -> float:
+    drift = abs(slopes[0.5] - slopes[0.25]) + 0.5 * abs(slopes[1.0] - slopes[0.5])
+    return drift + 2.0 * one_ulp / (0.25 * step)
+
+
+def _between(value: float, forward: tuple, backward: tuple) -> bool:
+    """Is ``value`` within the spread of the one-sided slopes (a subgradient at a kink)?"""
+    margin = 3.0 * max(forward[1], backward[1])
+    low, high = sorted((forward[0], backward[0]))
+    return low - margin <= value <= high + margin
 
 
 @dataclass
@@ -148,7 +182,6 @@ def diagnose(
     block_norms: np.ndarray,
     probe: Callable[[int, float], tuple[float, float, float, float]] | None,
     crossed: Callable[[int, float], bool] | None = None,
-    reexamine_total: int = REEXAMINE_TOTAL,
 ) -> Diagnosis:
     """Verdicts per parameter and overall; see the module docstring for the method."""
     dtype = layout.dtype
@@ -164,23 +197,40 @@ def diagnose(
     corrected_values = approx.copy()
     labels: dict[int, str] = {}
     n_evaluations = 0
-    judged = np.ones(approx.shape[0], dtype=bool)  # kinks and noise are not judged
+    judged = np.ones(approx.shape[0], dtype=bool)
     likely_bug = np.zeros(approx.shape[0], dtype=bool)
     for i in flagged[~finite[flagged]]:
         labels[int(i)] = Label.NON_FINITE.value
     candidates = flagged[finite[flagged]]
+    budget = min(
+        REEXAMINE_MAXIMUM, max(REEXAMINE_MINIMUM, int(REEXAMINE_FRACTION * approx.shape[0]))
+    )
+    bugs_per_block = np.zeros(len(layout.names), dtype=np.int64)
+    examined = np.zeros(approx.shape[0], dtype=bool)
     if probe is not None and candidates.size:
-        for i in _select(candidates, abs_error / tolerance, layout, reexamine_total):
+        for i in _select(candidates, abs_error / tolerance, layout, budget):
+            block = int(layout.block_of(i))
+            if bugs_per_block[block] >= ENOUGH_EVIDENCE:
+                continue
+            examined[i] = True
             result = reexamine(
                 int(i), float(dtheta[i]), float(steps[i]), probe, cost_at_theta, unit, correct,
                 crossed,
             )
-            n_evaluations += 10
+            n_evaluations += 12
             labels[int(i)] = result.label.value
             corrected_values[i] = result.estimate
-            if result.label in (Label.KINK, Label.NOISE):
-                judged[i] = False
+            # Agreement at another step is agreement within that estimate's own uncertainty;
+            # kinks and noise cannot be judged: none of them counts against the block.
+            judged[i] = result.label is Label.LIKELY_BUG
             likely_bug[i] = result.label is Label.LIKELY_BUG
+            bugs_per_block[block] += likely_bug[i]
+    # Flagged components left over once the budget is spent are judged like the block's
+    # re-examined ones: if re-examination cleared some of them, the rest are not counted.
+    leftover = candidates[~examined[candidates]]
+    if leftover.size:
+        cleared_blocks = np.unique(layout.block_of(np.flatnonzero(examined & ~likely_bug)))
+        judged[leftover[np.isin(layout.block_of(leftover), cleared_blocks)]] = False
 
     with np.errstate(invalid="ignore", over="ignore"):
         residual = np.where(judged, np.maximum(np.abs(corrected_values - dtheta) - floors, 0.0), 0.0)
@@ -266,14 +316,17 @@ def _verdict(difference: float, correct: float, bug: float) -> Verdict:
 
 
 def _select(candidates: np.ndarray, ratio: np.ndarray, layout: Layout, total: int) -> np.ndarray:
-    """The most disagreeing candidates, at most REEXAMINE_PER_BLOCK per block, ``total`` in all."""
+    """The ``total`` most disagreeing candidates, shared fairly between the blocks."""
+    if candidates.size <= total:
+        return candidates
     blocks = layout.block_of(candidates)
-    chosen = []
-    for block in np.unique(blocks):
-        members = candidates[blocks == block]
-        chosen.append(members[np.argsort(-ratio[members], kind="stable")][:REEXAMINE_PER_BLOCK])
-    chosen = np.concatenate(chosen)
-    return chosen[np.argsort(-ratio[chosen], kind="stable")][:total]
+    # Rank within each block, then take rank 0 of every block, rank 1 of every block, ...
+    order = np.lexsort((-ratio[candidates], blocks))
+    ranked, sorted_blocks = candidates[order], blocks[order]
+    starts = np.searchsorted(sorted_blocks, sorted_blocks, side="left")
+    rank_in_block = np.arange(ranked.size) - starts
+    fair = np.lexsort((-ratio[ranked], rank_in_block))
+    return ranked[fair][:total]
 
 
 def signature_crossing(
