@@ -23,7 +23,7 @@ def format_report(result: "CheckResult", n_worst: int = 10) -> str:
     verdict = result.verdict.value
     lines = [f"fastgc gradient check: {verdict.upper()} ({_MEANING[verdict]})"]
     worst_parameter = result.worst_parameter()
-    top = result.worst(1)
+    top = result.worst(1, parameter=worst_parameter.name)
     if result.verdict.value != "correct" and top:
         c = top[0]
         lines.append(
@@ -63,7 +63,8 @@ def format_report(result: "CheckResult", n_worst: int = 10) -> str:
         lines.append(f"  re-examined or flagged components: {len(result.labels)}")
         for label, count in counts.most_common():
             lines.append(f"    {count:>5}  {label}")
-    worst = [c for c in result.worst(n_worst) if c.rel_error > 0 or c.label]
+    # Only components that disagree beyond the noise floor, or that were re-examined.
+    worst = [c for c in result.worst(n_worst) if result._scores[c.flat_index] > 0 or c.label]
     if worst and result.verdict.value != "correct":
         lines.append("")
         lines.append(f"  worst components (of {result.layout.size}):")

@@ -127,14 +127,18 @@ class CheckResult:
     def passed(self) -> bool:
         return self.verdict is not Verdict.BUG
 
-    def worst(self, k: int = 10) -> list[Component]:
-        """The ``k`` components that disagree most, worst first.
+    def worst(self, k: int = 10, parameter: str | None = None) -> list[Component]:
+        """The ``k`` components that disagree most, worst first (within ``parameter`` if given).
 
         Ranked by relative error after the noise floor is subtracted (NaN/Inf first), then by
         absolute error. Each entry gives the parameter name, the index within it, the flat index,
         numeric and analytic values, absolute and relative error, and the re-examination label.
         """
-        order = np.lexsort((-np.abs(self.approx - self.dtheta), -self._scores))[: max(int(k), 0)]
+        block = self.layout.block(parameter) if parameter is not None else slice(None)
+        positions = np.arange(self.layout.size)[block]
+        with np.errstate(invalid="ignore"):
+            errors = np.nan_to_num(np.abs(self.approx - self.dtheta)[block], nan=np.inf)
+        order = positions[np.lexsort((-errors, -self._scores[block]))][: max(int(k), 0)]
         components = []
         for i in order:
             name, index = self.layout.locate(i)
