@@ -21,7 +21,7 @@ from ._engines import (
     make_runner,
     resolve_engine,
 )
-from ._errors import CostError, EngineError, InvalidInputError
+from ._errors import CostError, CostTypeError, EngineError, InvalidInputError
 from ._layout import Layout, flatten, flatten_like
 from ._result import CheckResult
 from ._threads import blas_limited, in_main_thread, numba_threads, resolve_n_threads
@@ -281,6 +281,12 @@ def _baseline(cost: Cost, theta: np.ndarray) -> tuple[float, float, float]:
             ) from error
         timings.append(time.perf_counter() - started)
         value = cost_value(raw, cost.layout, None)
+        if cost.layout.dtype == np.float64 and getattr(raw, "dtype", None) == np.float32:
+            raise CostTypeError(
+                "the cost returned a float32 value for float64 parameters: float32 round-off "
+                "swamps a finite difference at float64 steps; return a float64 (or give float32 "
+                "parameters, for which fastgc chooses larger steps)"
+            )
         if not math.isfinite(value):
             raise CostError(
                 f"the cost is {value} at the unperturbed parameters; it must be finite there"

@@ -8,6 +8,7 @@ reported by parameter name.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -107,7 +108,14 @@ class Layout:
         block = self.block(name)
         shape = self.shapes[self.names.index(name)]
         index = (index,) if isinstance(index, (int, np.integer)) else tuple(index)
-        return block.start + int(np.ravel_multi_index(index, shape)) if shape else block.start
+        if not shape and not index:
+            return block.start
+        try:
+            return block.start + int(np.ravel_multi_index(index, shape))
+        except (TypeError, ValueError):
+            raise InvalidInputError(
+                f"index {index} is not within params[{name!r}] of shape {shape}"
+            ) from None
 
     def block_of(self, flat_indices: np.ndarray) -> np.ndarray:
         """The parameter number of each flat index."""
@@ -157,8 +165,15 @@ def flatten(params: Any) -> tuple[np.ndarray, Layout]:
     dtype = None
     first_name = None
     arrays = []
+    names = tuple(name for name, _ in leaves)
+    if len(set(names)) != len(names):
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        raise InvalidInputError(
+            f"params give more than one parameter the name(s) {repeated} (nested keys are "
+            "joined with '.'); rename them so that every parameter has its own name"
+        )
     for name, leaf in leaves:
-        array = _as_float_array(leaf, f"params[{name!r}]" if name != "theta" else "params")
+        array = _as_float_array(leaf, "params" if tree[0] == "leaf" else f"params[{name!r}]")
         if dtype is None:
             dtype, first_name = array.dtype, name
         elif array.dtype != dtype:
@@ -175,7 +190,6 @@ def flatten(params: Any) -> tuple[np.ndarray, Layout]:
     theta = np.empty(int(offsets[-1]), dtype=dtype)
     for k, array in enumerate(arrays):
         theta[offsets[k] : offsets[k + 1]] = array.reshape(-1)  # C order, any input layout
-    names = tuple(name for name, _ in leaves)
     layout = Layout(names, tuple(a.shape for a in arrays), offsets, np.dtype(dtype), tree)
     bad = np.flatnonzero(~np.isfinite(theta))
     if bad.size:
@@ -250,7 +264,7 @@ def _walk(node: Any, path: str, prefix: str = "") -> tuple[_Node, list[tuple[str
             children.append((key, child))
             leaves.extend(child_leaves)
         return ("dict", tuple(children)), leaves
-    if isinstance(node, (list, tuple)):
+    if isinstance(node, (list, tuple)) and not _is_nested_numbers(node):
         children, leaves = [], []
         for position, value in enumerate(node):
             name = f"{prefix}{position}"
@@ -264,6 +278,21 @@ def _walk(node: Any, path: str, prefix: str = "") -> tuple[_Node, list[tuple[str
         )
     name = prefix[:-1] if prefix else "theta"
     return ("leaf", None), [(name, node)]
+
+
+def _is_nested_numbers(node: list | tuple) -> bool:
+    """True for nested lists of plain numbers such as [[1.0, 2.0], [3.0, 4.0]].
+
+    They are one array (read, or refused when ragged, by ``np.asarray``), not a structure of
+    scalar parameters; a flat list of numbers stays a list of scalar parameters (w, b).
+    """
+
+    def numbers_only(item: Any) -> bool:
+        if isinstance(item, (list, tuple)):
+            return all(numbers_only(value) for value in item)
+        return isinstance(item, (numbers.Number, np.generic))
+
+    return any(isinstance(item, (list, tuple)) for item in node) and numbers_only(node)
 
 
 def _rebuild(node: _Node, views: Iterator[np.ndarray]) -> Any:

@@ -98,11 +98,12 @@ def _environment_default() -> int | None:
     if not value:
         return None
     try:
-        return _validate(int(value), "FASTGC_NUM_THREADS")
+        count = int(value)
     except ValueError:
         raise InvalidInputError(
             f"FASTGC_NUM_THREADS must be an integer, got {value!r}"
         ) from None
+    return _validate(count, "FASTGC_NUM_THREADS")
 
 
 def set_num_threads(n_threads: int | None) -> None:

@@ -1,0 +1,412 @@
+"""Flattening parameter structures into theta and back, and ``fastgc.check`` on each structure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastgc
+from conftest import require_engine, snapshot
+from fastgc._layout import flatten_like
+
+
+def every_index_round_trips(layout: fastgc.Layout) -> None:
+    """locate and flat_index are inverse over all of theta."""
+    for i in range(layout.size):
+        name, index = layout.locate(i)
+        assert layout.flat_index(name, index) == i
+        block = layout.block(name)
+        assert block.start <= i < block.stop
+        assert int(layout.block_of(np.array([i]))[0]) == layout.names.index(name)
+
+
+def test_dict_round_trip():
+    W1 = np.arange(6.0).reshape(2, 3)
+    b1 = np.array([[10.0], [11.0]])
+    W2 = np.array([[20.0, 21.0]])
+    params = {"W1": W1, "b1": b1, "W2": W2}
+    theta, layout = fastgc.flatten(params)
+    np.testing.assert_array_equal(theta, [0, 1, 2, 3, 4, 5, 10, 11, 20, 21])
+    assert layout.names == ("W1", "b1", "W2")
+    assert layout.shapes == ((2, 3), (2, 1), (1, 2))
+    np.testing.assert_array_equal(layout.offsets, [0, 6, 8, 10])
+    assert layout.offsets.dtype == np.int64
+    assert layout.size == 10 and not layout.is_flat
+    assert layout.block("b1") == slice(6, 8)
+    assert layout.locate(4) == ("W1", (1, 1))
+    assert layout.locate(7) == ("b1", (1, 0))
+    assert layout.locate(9) == ("W2", (0, 1))
+    assert layout.flat_index("W2", (0, 1)) == 9
+    np.testing.assert_array_equal(layout.block_of(np.array([0, 5, 6, 9])), [0, 0, 1, 2])
+    back = layout.unflatten(theta)
+    assert list(back) == ["W1", "b1", "W2"]
+    for name, value in params.items():
+        np.testing.assert_array_equal(back[name], value)
+        assert back[name].shape == value.shape
+    assert repr(layout) == "Layout(W1[2, 3], b1[2, 1], W2[1, 2]; n=10, dtype=float64)"
+    every_index_round_trips(layout)
+
+
+def test_nested_dicts_join_names_with_dots():
+    params = {
+        "layer1": {"W": np.ones((2, 2)), "b": np.full(2, 2.0)},
+        "layer2": {"W": np.full((1, 2), 3.0), "extra": {"gain": np.array(4.0)}},
+    }
+    theta, layout = fastgc.flatten(params)
+    assert layout.names == ("layer1.W", "layer1.b", "layer2.W", "layer2.extra.gain")
+    assert layout.shapes == ((2, 2), (2,), (1, 2), ())
+    np.testing.assert_array_equal(theta, [1, 1, 1, 1, 2, 2, 3, 3, 4])
+    assert layout.locate(5) == ("layer1.b", (1,))
+    assert layout.locate(8) == ("layer2.extra.gain", ())
+    assert layout.flat_index("layer2.extra.gain") == 8
+    back = layout.unflatten(theta)
+    assert set(back) == {"layer1", "layer2"}
+    assert list(back["layer2"]) == ["W", "extra"]
+    np.testing.assert_array_equal(back["layer1"]["b"], params["layer1"]["b"])
+    assert back["layer2"]["extra"]["gain"].shape == ()
+    every_index_round_trips(layout)
+
+
+@pytest.mark.parametrize("container", [list, tuple])
+def test_lists_and_tuples_name_items_by_position(container):
+    params = container([np.arange(3.0), np.ones((2, 2)), [np.zeros(1), np.full(2, 5.0)]])
+    theta, layout = fastgc.flatten(params)
+    assert layout.names == ("0", "1", "2.0", "2.1")
+    np.testing.assert_array_equal(theta, [0, 1, 2, 1, 1, 1, 1, 0, 5, 5])
+    back = layout.unflatten(theta)
+    assert type(back) is container
+    assert type(back[2]) is list
+    np.testing.assert_array_equal(back[1], params[1])
+    assert layout.locate(4) == ("1", (0, 1))
+    every_index_round_trips(layout)
+
+
+def test_single_1d_theta():
+    params = np.linspace(0.0, 1.0, 5)
+    theta, layout = fastgc.flatten(params)
+    assert layout.is_flat
+    assert layout.names == ("theta",) and layout.shapes == ((5,),)
+    np.testing.assert_array_equal(theta, params)
+    assert layout.locate(3) == ("theta", (3,))
+    assert layout.flat_index("theta", 3) == 3
+    back = layout.unflatten(theta)
+    assert isinstance(back, np.ndarray) and back.shape == (5,)
+    assert np.shares_memory(back, theta)
+    every_index_round_trips(layout)
+
+
+def test_single_2d_array():
+    params = np.arange(12.0).reshape(3, 4)
+    theta, layout = fastgc.flatten(params)
+    assert layout.is_flat and layout.shapes == ((3, 4),)
+    np.testing.assert_array_equal(theta, np.arange(12.0))
+    assert layout.locate(5) == ("theta", (1, 1))
+    back = layout.unflatten(theta)
+    assert back.shape == (3, 4)
+    np.testing.assert_array_equal(back, params)
+    every_index_round_trips(layout)
+
+
+def test_unflatten_returns_views_into_theta():
+    params = {"W": np.zeros((2, 3)), "b": {"c": np.zeros(2)}}
+    theta, layout = fastgc.flatten(params)
+    views = layout.unflatten(theta)
+    assert np.shares_memory(views["W"], theta) and np.shares_memory(views["b"]["c"], theta)
+    views["W"][1, 2] = 7.0
+    assert theta[layout.flat_index("W", (1, 2))] == 7.0
+    theta[layout.flat_index("b.c", 1)] = -3.0
+    assert views["b"]["c"][1] == -3.0
+    assert params["W"][1, 2] == 0.0 and params["b"]["c"][1] == 0.0  # theta was a copy
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_theta_is_a_copy_in_the_params_own_dtype(dtype):
+    params = {"W": np.ones((2, 2), dtype=dtype), "b": np.zeros(2, dtype=dtype)}
+    before = snapshot(params)
+    theta, layout = fastgc.flatten(params)
+    assert theta.dtype == dtype and layout.dtype == dtype
+    assert theta.flags.c_contiguous and theta.flags.writeable
+    assert not any(np.shares_memory(theta, value) for value in params.values())
+    theta[:] = 5.0
+    assert snapshot(params) == before
+    assert layout.unflatten(theta)["W"].dtype == dtype
+    # Gradients are always compared in float64, whatever the parameters' dtype.
+    dtheta = flatten_like({"dW": np.ones((2, 2), dtype=np.float32), "db": np.zeros(2)}, layout)
+    assert dtheta.dtype == np.float64
+
+
+def test_fortran_ordered_and_strided_inputs_flatten_in_c_order():
+    base = np.arange(24.0).reshape(4, 6)
+    fortran = np.asfortranarray(base[:2, :3])
+    strided = base[::2, 1::2]
+    transposed = base[:3, :2].T
+    params = {"F": fortran, "S": strided, "T": transposed}
+    assert not fortran.flags.c_contiguous and not strided.flags.contiguous
+    theta, layout = fastgc.flatten(params)
+    expected = np.concatenate([a.ravel(order="C") for a in params.values()])
+    np.testing.assert_array_equal(theta, expected)
+    back = layout.unflatten(theta)
+    for name, value in params.items():
+        np.testing.assert_array_equal(back[name], value)
+        assert back[name].flags.c_contiguous
+    grads = {"dF": fortran * 2, "S": strided * 2, "dT": transposed * 2}
+    np.testing.assert_array_equal(flatten_like(grads, layout), 2 * expected)
+
+
+def test_grads_match_with_d_prefix_at_every_level():
+    params = {"layer1": {"W": np.ones((2, 2)), "b": np.ones(2)}, "out": np.ones(3)}
+    _, layout = fastgc.flatten(params)
+    expected = np.arange(9.0)
+    W, b, out = expected[:4].reshape(2, 2), expected[4:6], expected[6:]
+    for grads in (
+        {"layer1": {"W": W, "b": b}, "out": out},
+        {"dlayer1": {"dW": W, "db": b}, "dout": out},
+        {"layer1": {"dW": W, "b": b}, "dout": out},
+    ):
+        np.testing.assert_array_equal(flatten_like(grads, layout), expected)
+    np.testing.assert_array_equal(flatten_like(expected, layout), expected)  # flat dtheta
+    with pytest.raises(fastgc.InvalidInputError, match=r"grads\['layer1'\] has no gradient for "
+                                                       r"parameter 'layer1\.b'"):
+        flatten_like({"layer1": {"dW": W}, "out": out}, layout)
+    with pytest.raises(fastgc.InvalidInputError,
+                       match=r"grads\['dlayer1'\]\['db'\] has shape \(3,\)"):
+        flatten_like({"dlayer1": {"dW": W, "db": np.ones(3)}, "out": out}, layout)
+
+
+def test_gradient_nans_are_kept_not_refused():
+    _, layout = fastgc.flatten({"W": np.ones(3)})
+    dtheta = flatten_like({"dW": np.array([1.0, np.nan, np.inf])}, layout)
+    assert np.isnan(dtheta[1]) and np.isinf(dtheta[2])
+
+
+def test_layout_lookups_refuse_bad_names_and_indices():
+    theta, layout = fastgc.flatten({"W": np.ones((2, 3)), "s": np.array(1.0)})
+    with pytest.raises(fastgc.InvalidInputError, match=r"no parameter named 'V'; the parameters "
+                                                       r"are \['W', 's'\]"):
+        layout.block("V")
+    with pytest.raises(fastgc.InvalidInputError, match=r"no parameter named 'V'"):
+        layout.flat_index("V", (0, 0))
+    for bad in (-1, 7):
+        with pytest.raises(fastgc.InvalidInputError, match=r"flat_index must be in \[0, 7\)"):
+            layout.locate(bad)
+    for index in ((2, 0), (0, 3), (1,), (0, 0, 0), (-1, 0)):
+        with pytest.raises(fastgc.InvalidInputError,
+                           match=r"is not within params\['W'\] of shape \(2, 3\)"):
+            layout.flat_index("W", index)
+    with pytest.raises(fastgc.InvalidInputError, match=r"params\['s'\] of shape \(\)"):
+        layout.flat_index("s", (4,))
+    assert layout.flat_index("s") == 6 and layout.locate(6) == ("s", ())
+    for wrong in (theta[:-1], theta.reshape(7, 1), np.zeros(8)):
+        with pytest.raises(fastgc.InvalidInputError, match=r"theta must be a 1-D array of "
+                                                           r"length 7"):
+            layout.unflatten(wrong)
+
+
+# --------------------------------------------------------------------------------------------
+# fastgc.check on each structure: the cost receives the structure it was given.
+
+rng = np.random.default_rng(11)
+X = rng.standard_normal((3, 5))
+W_VALUE = rng.standard_normal((2, 3)) * 0.7
+B_VALUE = rng.standard_normal((2, 1)) * 0.2
+
+
+def forward(W, b):
+    return float(np.sum(np.tanh(W @ X + b) ** 2) / X.shape[1])
+
+
+def backward(W, b):
+    A = np.tanh(W @ X + b)
+    dZ = 2 * A * (1 - A**2) / X.shape[1]
+    return dZ @ X.T, dZ.sum(axis=1, keepdims=True)
+
+
+def flat_forward(theta):
+    return forward(theta[:6].reshape(2, 3), theta[6:].reshape(2, 1))
+
+
+def flat_backward(theta):
+    dW, db = backward(theta[:6].reshape(2, 3), theta[6:].reshape(2, 1))
+    return np.concatenate([dW.ravel(), db.ravel()])
+
+
+STRUCTURES = {
+    # name: (params, cost of the structure, its gradients as a function of params, the names)
+    "dict": (
+        lambda: {"W": W_VALUE.copy(), "b": B_VALUE.copy()},
+        lambda p: forward(p["W"], p["b"]),
+        lambda p: dict(zip(("dW", "db"), backward(p["W"], p["b"]))),
+        ("W", "b"),
+    ),
+    "nested": (
+        lambda: {"layer1": {"W": W_VALUE.copy(), "b": B_VALUE.copy()}},
+        lambda p: forward(p["layer1"]["W"], p["layer1"]["b"]),
+        lambda p: {"dlayer1": dict(zip(("dW", "db"), backward(p["layer1"]["W"],
+                                                              p["layer1"]["b"])))},
+        ("layer1.W", "layer1.b"),
+    ),
+    "list": (
+        lambda: [W_VALUE.copy(), B_VALUE.copy()],
+        lambda p: forward(p[0], p[1]),
+        lambda p: list(backward(p[0], p[1])),
+        ("0", "1"),
+    ),
+    "tuple": (
+        lambda: (W_VALUE.copy(), B_VALUE.copy()),
+        lambda p: forward(*p),
+        lambda p: tuple(backward(*p)),
+        ("0", "1"),
+    ),
+    "theta-1d": (
+        lambda: np.concatenate([W_VALUE.ravel(), B_VALUE.ravel()]),
+        flat_forward,
+        flat_backward,
+        ("theta",),
+    ),
+    "array-2d": (
+        lambda: np.concatenate([W_VALUE, B_VALUE], axis=1),  # columns 0-2 are W, column 3 b
+        lambda p: forward(p[:, :3], p[:, 3:]),
+        lambda p: np.concatenate(backward(p[:, :3], p[:, 3:]), axis=1),
+        ("theta",),
+    ),
+}
+
+
+def break_one(grads):
+    """The same gradients with one component of the first parameter doubled."""
+    if isinstance(grads, np.ndarray):
+        broken = grads.copy()
+        broken.reshape(-1)[1] *= 2.0
+        return broken
+    if isinstance(grads, dict):
+        key = next(iter(grads))
+        return {**grads, key: break_one(grads[key])}
+    return type(grads)([break_one(grads[0]), *grads[1:]])
+
+
+def structure_kind(value):
+    if isinstance(value, dict):
+        return {key: structure_kind(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(structure_kind(item) for item in value)
+    return (type(value).__name__, np.shape(value))
+
+
+@pytest.mark.parametrize("engine_name", ["python", "cython"])
+@pytest.mark.parametrize("structure", list(STRUCTURES))
+def test_check_accepts_each_structure_end_to_end(structure, engine_name):
+    require_engine(engine_name)
+    make, cost_of, grads_of, names = STRUCTURES[structure]
+    params = make()
+    grads = grads_of(params)
+    before = snapshot(params), snapshot(grads)
+    seen = []
+
+    def cost(p):
+        seen.append(structure_kind(p))
+        return cost_of(p)
+
+    result = fastgc.check(cost, params, grads, engine=engine_name, progress=False)
+    assert result.verdict == "correct", str(result)
+    assert result.layout.names == names
+    assert list(result.per_parameter) == list(names)
+    assert seen and all(kind == structure_kind(params) for kind in seen)
+    numeric = result.numerical_grads
+    assert structure_kind(numeric) == structure_kind(params)
+
+    buggy = fastgc.check(cost, params, break_one(grads), engine=engine_name, progress=False)
+    assert buggy.verdict == "bug"
+    top = buggy.worst(1)[0]
+    assert top.name == names[0] and top.flat_index == 1
+    assert top.index == buggy.layout.locate(1)[1]
+
+    # A callable gradient receives the same structure as the cost.
+    assert fastgc.check(cost, params, grads_of, engine=engine_name, progress=False).passed
+    assert (snapshot(params), snapshot(grads)) == before
+
+
+def test_check_accepts_a_flat_dtheta_for_structured_params():
+    make, cost_of, grads_of, _ = STRUCTURES["nested"]
+    params = make()
+    grads = grads_of(params)["dlayer1"]
+    dtheta = np.concatenate([grads["dW"].ravel(), grads["db"].ravel()])
+    result = fastgc.check(cost_of, params, dtheta, engine="python", progress=False)
+    assert result.verdict == "correct"
+
+
+def test_float32_structure_stays_float32_end_to_end():
+    params = {"W": W_VALUE.astype(np.float32), "b": B_VALUE.astype(np.float32)}
+    before = snapshot(params)
+    seen = set()
+
+    def cost(p):
+        seen.update(str(value.dtype) for value in p.values())
+        return forward(p["W"].astype(np.float64), p["b"].astype(np.float64))
+
+    grads = dict(zip(("dW", "db"), backward(params["W"].astype(np.float64),
+                                            params["b"].astype(np.float64))))
+    result = fastgc.check(cost, params, grads, engine="python", progress=False)
+    assert seen == {"float32"}
+    assert result.layout.dtype == np.float32
+    assert result.numerical_grads["W"].dtype == np.float32
+    assert result.verdict == "correct"
+    assert snapshot(params) == before
+
+
+# --------------------------------------------------------------------------------------------
+# Property: any dict of shapes round-trips.
+
+NAMES = st.text(alphabet="abcdefgh", min_size=1, max_size=3)
+SHAPES = st.lists(st.integers(1, 4), min_size=0, max_size=3).map(tuple)
+LEAVES = st.dictionaries(NAMES, SHAPES, min_size=1, max_size=4)
+TREES = st.dictionaries(NAMES, st.one_of(SHAPES, LEAVES), min_size=1, max_size=4)
+
+
+def build(tree, counter):
+    params = {}
+    for key, spec in tree.items():
+        if isinstance(spec, dict):
+            params[key] = build(spec, counter)
+        else:
+            size = int(np.prod(spec, dtype=np.int64))
+            params[key] = np.arange(counter[0], counter[0] + size, dtype=np.float64).reshape(spec)
+            counter[0] += size
+    return params
+
+
+def leaves(params, prefix=""):
+    for key, value in params.items():
+        if isinstance(value, dict):
+            yield from leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(tree=TREES, fortran=st.booleans())
+def test_random_dicts_round_trip(tree, fortran):
+    params = build(tree, [0])
+    named = list(leaves(params))
+    if len({name for name, _ in named}) != len(named):  # "a.b" and {"a": {"b"}} clash
+        with pytest.raises(fastgc.InvalidInputError, match="more than one parameter"):
+            fastgc.flatten(params)
+        return
+    if fortran:
+        params = {key: np.asarray(value, order="F") if isinstance(value, np.ndarray) else value
+                  for key, value in params.items()}
+    theta, layout = fastgc.flatten(params)
+    # Values were numbered in flattening order, so theta is 0, 1, ..., n - 1.
+    np.testing.assert_array_equal(theta, np.arange(layout.size, dtype=np.float64))
+    assert layout.names == tuple(name for name, _ in named)
+    assert layout.shapes == tuple(value.shape for _, value in named)
+    back = dict(leaves(layout.unflatten(theta)))
+    for name, value in named:
+        np.testing.assert_array_equal(back[name], value)
+        assert np.shares_memory(back[name], theta)
+        for index in np.ndindex(value.shape):
+            i = layout.flat_index(name, index)
+            assert theta[i] == value[index]
+            assert layout.locate(i) == (name, index)
+    every_index_round_trips(layout)
