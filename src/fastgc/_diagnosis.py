@@ -25,7 +25,7 @@ from ._layout import Layout
 from ._result import Label, ParameterReport, Verdict, worst_verdict
 
 UNIT_ROUNDOFF = {np.dtype(np.float64): 2.0**-53, np.dtype(np.float32): 2.0**-24}
-FLOOR_FACTOR = 8.0
+FLOOR_FACTOR = 4.0
 # Default steps: the lecture's 1e-7 for float64; about cbrt(u), relative, for float32.
 DEFAULT_EPS = {np.dtype(np.float64): 1e-7, np.dtype(np.float32): 2.0**-8}
 # Re-examination costs 10 serial evaluations a component: small networks are examined in
@@ -116,31 +116,46 @@ def reexamine(
         (richardson(16.0), 3.0 * delta / (16.0 * step) + abs(richardson(16.0) - richardson(2.0)),
          Label.AGREES_LARGER_STEP),
     ]
-    # One-sided slopes nearest theta, with their drift across scales as truncation error.
-    forward = (plus[0.25], _sided_uncertainty(plus, step, one_ulp))
-    backward = (minus[0.25], _sided_uncertainty(minus, step, one_ulp))
+    # One-sided slopes nearest theta; their drift over h/4, h/2, h is their truncation error.
+    roundoff = one_ulp / (0.25 * step)
+    forward_drift, backward_drift = _drift(plus), _drift(minus)
+    forward = (plus[0.25], forward_drift + roundoff)
+    backward = (minus[0.25], backward_drift + roundoff)
+    if crossed is not None:
+        kinked = crossed(i, step) or crossed(i, 0.5 * step)
+    else:
+        # Smooth: both sides drift alike (by about J'' s). A kink crossed on one side makes
+        # that side drift far more than the other.
+        kinked = max(forward_drift, backward_drift) > (
+            4.0 * min(forward_drift, backward_drift) + 4.0 * roundoff
+        )
 
     def agrees(value: float, uncertainty: float, target: float) -> bool:
         return abs(value - target) <= rtol * (abs(value) + abs(target)) + 3.0 * uncertainty
 
     discrepancy = abs(central(1.0) - analytic)
 
-    def clears(value: float, uncertainty: float, sharpness: float = 6.0) -> bool:
+    def sharp(side: tuple) -> bool:
         # An estimate settles the question only if it is sharper than the disagreement.
-        return sharpness * uncertainty < discrepancy and agrees(value, uncertainty, analytic)
+        return 3.0 * side[1] < discrepancy
 
-    if crossed is not None and (crossed(i, step) or crossed(i, 0.5 * step)):
+    if not kinked:
+        for value, uncertainty, label in candidates:
+            if 6.0 * uncertainty < discrepancy and agrees(value, uncertainty, analytic):
+                return Reexamination(label, value)
+    forward_ok = sharp(forward) and agrees(*forward, analytic)
+    backward_ok = sharp(backward) and agrees(*backward, analytic)
+    if forward_ok and backward_ok:
+        return Reexamination(Label.AGREES_SMALLER_STEP, 0.5 * (forward[0] + backward[0]))
+    if forward_ok or backward_ok:
+        # One side matches backprop and the other does not: that side crossed a kink.
         return Reexamination(Label.KINK, analytic)
-    for value, uncertainty, label in candidates:
-        if clears(value, uncertainty):
-            return Reexamination(label, value)
-    forward_agrees = clears(*forward, sharpness=4.0)
-    backward_agrees = clears(*backward, sharpness=4.0)
-    sides_differ = not agrees(forward[0], forward[1] + backward[1], backward[0])
-    if crossed is None and (forward_agrees or backward_agrees or sides_differ):
-        # One side matches backprop, or the two sides disagree: a kink within the step.
-        if forward_agrees != backward_agrees or _between(analytic, forward, backward):
-            return Reexamination(Label.KINK, analytic)
+    if kinked:
+        sharp_sides = [side for side in (forward, backward) if sharp(side)]
+        if len(sharp_sides) == 2 and _between(analytic, forward, backward):
+            return Reexamination(Label.KINK, analytic)  # a subgradient at the kink itself
+        if sharp_sides:  # the smooth side of the kink disagrees with backprop
+            return Reexamination(Label.LIKELY_BUG, min(sharp_sides, key=lambda s: s[1])[0])
         return Reexamination(Label.NOISE, analytic)
     best, best_uncertainty, _ = min(candidates[:2], key=lambda c: c[1])
     if abs(best - analytic) > 3.0 * best_uncertainty + rtol * (abs(best) + abs(analytic)):
@@ -148,9 +163,8 @@ def reexamine(
     return Reexamination(Label.NOISE, analytic)
 
 
-def _sided_uncertainty(slopes: dict, step: float, one_ulp: float) -> float:
-    drift = abs(slopes[0.5] - slopes[0.25]) + 0.5 * abs(slopes[1.0] - slopes[0.5])
-    return drift + 2.0 * one_ulp / (0.25 * step)
+def _drift(slopes: dict) -> float:
+    return abs(slopes[0.5] - slopes[0.25]) + 0.5 * abs(slopes[1.0] - slopes[0.5])
 
 
 def _between(value: float, forward: tuple, backward: tuple) -> bool:
