@@ -22,6 +22,7 @@ from ._errors import (
 from ._layout import Layout, flatten
 from ._result import CheckResult, Component, Label, ParameterReport, Verdict
 from ._threads import get_num_threads, set_num_threads, threads
+from ._tune import suggest_threads
 
 __version__ = "0.1.0"
 
@@ -45,5 +46,6 @@ __all__ = [
     "get_num_threads",
     "set_num_threads",
     "show_config",
+    "suggest_threads",
     "threads",
 ]

@@ -1,4 +1,4 @@
-"""Command line: ``python -m fastgc demo`` and ``python -m fastgc config``."""
+"""Command line: ``python -m fastgc`` with ``demo``, ``config`` or ``tune``."""
 
 from __future__ import annotations
 
@@ -16,11 +16,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo.add_argument("--threads", type=int, default=None, help="thread count (default: all)")
     commands.add_parser("config", help="show which engines are available and the thread setup")
+    tune = commands.add_parser(
+        "tune", help="time a check of a Numba MLP cost at each thread count and suggest one"
+    )
+    tune.add_argument("--params", type=int, default=20_000,
+                      help="parameter count of the MLP (default: 20000)")
+    tune.add_argument("--seconds", type=float, default=2.0,
+                      help="rough budget of the timed runs (default: 2)")
     options = parser.parse_args(argv)
     if options.command == "demo":
         from ._demo import run
 
         return run(n_threads=options.threads)
+    if options.command == "tune":
+        from ._tune import example_mlp, suggest_threads
+
+        cost, theta, args = example_mlp(options.params)
+        print(suggest_threads(cost, theta, args=args, seconds=options.seconds))
+        return 0
     from ._engines import show_config
 
     show_config()
