@@ -11,7 +11,14 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from . import _reference
-from ._diagnosis import choose_steps, diagnose, lecture_difference, signature_crossing
+from ._diagnosis import (
+    StepRule,
+    choose_steps,
+    diagnose,
+    lecture_difference,
+    measure_roundoff,
+    signature_crossing,
+)
 from ._engines import (
     Cost,
     block_norms,
@@ -150,7 +157,7 @@ def check(
     engine_name = resolve_engine(engine, cost_)
     parallel = _parallel_allowed(engine_name)
     n_chunks = chunk_count(engine_name, n_threads) if parallel else 1
-    steps, step_description = choose_steps(theta, eps)
+    steps = choose_steps(theta, eps)
 
     cost_at_theta, seconds_per_cost, compile_seconds = _baseline(cost_, theta)
     work = np.empty((n_chunks, layout.size), dtype=layout.dtype)
@@ -160,16 +167,19 @@ def check(
     with _thread_state(engine_name, n_chunks):
         compile_seconds += _warm_up(run, engine_name, n_chunks)
         _run_rounds(run, cost_, theta, work, steps, approx, seconds_per_cost, progress)
-    _check_restored(work, theta, layout)
+    del work  # the diagnosis does not need the per-thread copies
 
     norms = block_norms(engine_name, approx, dtheta, layout.offsets)
     difference = lecture_difference(norms)
     crossed = None
     if signature is not None:
         crossed = signature_crossing(signature, _structure_for(cost_), theta)
+    probe, cost_near = _probers(cost_, theta)
+    sample = np.unique(np.linspace(0, layout.size - 1, min(8, layout.size)).astype(np.int64))
     diagnosis = diagnose(
         approx, dtheta, layout, steps, cost_at_theta, thresholds, norms,
-        probe=_prober(cost_, theta), crossed=crossed,
+        probe=probe, crossed=crossed,
+        measured_roundoff=measure_roundoff(cost_near, cost_at_theta, sample),
     )
     return CheckResult(
         verdict=diagnosis.verdict,
@@ -179,13 +189,13 @@ def check(
         dtheta=dtheta,
         layout=layout,
         thresholds=diagnosis.thresholds,
-        step_description=step_description,
+        step_description=steps.description,
         noise_floor=diagnosis.noise_floor,
         engine=engine_name,
         n_threads=n_chunks,
         seconds=time.perf_counter() - started - compile_seconds,
         compile_seconds=compile_seconds,
-        n_evaluations=2 * layout.size + 3 + diagnosis.n_evaluations,
+        n_evaluations=2 * layout.size + 3 + 6 * sample.size + diagnosis.n_evaluations,
         labels=diagnosis.labels,
         corrected=diagnosis.corrected,
         _scores=diagnosis.scores,
@@ -268,8 +278,9 @@ def _thread_state(engine: str, n_chunks: int) -> Iterator[None]:
 
 def _baseline(cost: Cost, theta: np.ndarray) -> tuple[float, float, float]:
     """J(theta), the seconds one evaluation takes, and the seconds spent compiling it."""
-    timings = []
-    value = None
+    timings: list[float] = []
+    values: list[float] = []
+    value = float("nan")
     for _ in range(3):
         probe = theta.copy()
         started = time.perf_counter()
@@ -291,19 +302,27 @@ def _baseline(cost: Cost, theta: np.ndarray) -> tuple[float, float, float]:
             raise CostError(
                 f"the cost is {value} at the unperturbed parameters; it must be finite there"
             )
+        if values and value != values[0]:
+            raise CostError(
+                f"the cost returned {values[0]!r} and then {value!r} for the same parameters: "
+                "it is not deterministic. Fix its random state (dropout masks, sampling) or "
+                "pass reseed= to reset it before every evaluation"
+            )
+        values.append(value)
     seconds = min(timings)
     compile_seconds = max(0.0, timings[0] - seconds) if cost.kind == "numba" else 0.0
     return value, seconds, compile_seconds
 
 
 def _warm_up(run: Callable, engine: str, n_chunks: int) -> float:
-    """Compile the engine's kernel for this cost before timing and progress start."""
+    """Compile the engine's kernels for this cost before timing and progress start."""
     if engine != "numba":
         return 0.0
     started = time.perf_counter()
-    empty_indices = np.empty(0, dtype=np.int64)
+    empty = np.empty(0)
+    block_norms(engine, empty, empty, np.zeros(1, dtype=np.int64))
     try:
-        run(empty_indices, np.empty(0), np.empty(0), np.empty(n_chunks, dtype=np.int64))
+        run(np.empty(0, dtype=np.int64), empty, empty, np.empty(n_chunks, dtype=np.int64))
     except Exception as error:
         raise CostError(
             "Numba could not compile the check around this cost (are all args arrays, "
@@ -317,16 +336,15 @@ def _run_rounds(
     cost: Cost,
     theta: np.ndarray,
     work: np.ndarray,
-    steps: np.ndarray,
+    steps: StepRule,
     approx: np.ndarray,
     seconds_per_cost: float,
     progress: bool | None,
 ) -> None:
+    """Run the kernel over all of theta in rounds, then check the copies came back intact."""
     n, n_chunks = theta.shape[0], work.shape[0]
     seconds_per_index = 2.0 * max(seconds_per_cost, 1e-8) / n_chunks
-    round_size = int(min(n, max(64 * n_chunks, ROUND_SECONDS / seconds_per_index)))
     show = progress if progress is not None else n * seconds_per_index > PROGRESS_AFTER_SECONDS
-    indices = np.arange(n, dtype=np.int64)
     failed = np.empty(n_chunks, dtype=np.int64)
     bar = None
     if show:
@@ -335,22 +353,27 @@ def _run_rounds(
         bar = tqdm(total=n, desc="fastgc", unit="param", leave=False)
     done = 0
     try:
-        for start in range(0, n, round_size):
-            stop = min(n, start + round_size)
-            round_indices, round_steps = indices[start:stop], steps[start:stop]
+        while done < n:
+            size = int(min(n - done, max(64 * n_chunks, ROUND_SECONDS / seconds_per_index)))
+            start, stop = done, done + size
+            indices = np.arange(start, stop, dtype=np.int64)
+            round_steps = steps(start, stop)
+            started = time.perf_counter()
             try:
-                run(round_indices, round_steps, approx[start:stop], failed)
+                run(indices, round_steps, approx[start:stop], failed)
             except CostError:
                 raise
             except Exception as error:  # raised inside compiled code: find the index in Python
                 work[:] = theta
-                _locate_error(cost, theta, round_indices, round_steps, error)
+                _locate_error(cost, theta, indices, round_steps, error)
             if np.any(failed >= 0):
                 k = int(failed[failed >= 0].min())
-                _describe_failure(cost, theta, int(round_indices[k]), float(round_steps[k]))
+                _describe_failure(cost, theta, int(indices[k]), float(round_steps[k]))
+            # Size the next round from what this one really took.
+            seconds_per_index = max((time.perf_counter() - started) / size, 1e-9)
             done = stop
             if bar is not None:
-                bar.update(stop - start)
+                bar.update(size)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(
             f"fastgc check interrupted after {done} of {n} components; the caller's arrays "
@@ -359,6 +382,7 @@ def _run_rounds(
     finally:
         if bar is not None:
             bar.close()
+    _check_restored(work, theta, cost.layout)
 
 
 def _locate_error(
@@ -418,13 +442,20 @@ def _check_restored(work: np.ndarray, theta: np.ndarray, layout: Layout) -> None
             )
 
 
-def _prober(cost: Cost, theta: np.ndarray) -> Callable[[int, float], tuple[float, float, float, float]]:
+def _probers(
+    cost: Cost, theta: np.ndarray
+) -> tuple[Callable[[int, float], tuple[float, float, float, float]], Callable[[int, int], float]]:
+    """Serial evaluations around theta for the diagnosis, on a private copy restored each time.
+
+    ``probe(i, s)``: J at theta[i] +/- s and the steps represented; ``cost_near(i, k)``: J with
+    theta[i] moved by k units in the last place.
+    """
     probe_theta = theta.copy()
 
     def evaluate(i: int) -> float:
         try:
             return cost_value(cost.call(probe_theta), cost.layout, i)
-        except Exception:  # a cost defined only near theta: this step tells nothing
+        except Exception:  # a cost defined only near theta: this point tells nothing
             return float("nan")
 
     def probe(i: int, step: float) -> tuple[float, float, float, float]:
@@ -440,4 +471,16 @@ def _prober(cost: Cost, theta: np.ndarray) -> Callable[[int, float], tuple[float
             probe_theta[i] = saved
         return plus, minus, up, down
 
-    return probe
+    def cost_near(i: int, ulps: int) -> float:
+        saved = probe_theta[i]
+        try:
+            moved = saved
+            toward = np.inf if ulps > 0 else -np.inf
+            for _ in range(abs(ulps)):
+                moved = np.nextafter(moved, toward, dtype=theta.dtype)
+            probe_theta[i] = moved
+            return evaluate(i)
+        finally:
+            probe_theta[i] = saved
+
+    return probe, cost_near

@@ -37,21 +37,53 @@ REEXAMINE_MAXIMUM = 2000
 ENOUGH_EVIDENCE = 16
 
 
-def choose_steps(theta: np.ndarray, eps: float | None) -> tuple[np.ndarray, str]:
-    """Per-component steps h_i (float64) and a sentence saying how they were chosen.
+@dataclass(frozen=True)
+class StepRule:
+    """The step h_i of each component, computed for a range at a time (no length-n array).
 
     float64 keeps the lecture's absolute 1e-7, so ``difference`` is the lecture's number.
     float32 cannot resolve that: its step is about cbrt(u) relative to |theta_i|.
     """
+
+    theta: np.ndarray
+    eps: float
+    relative: bool
+    description: str
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        """float64 steps of components ``start`` to ``stop``."""
+        if not self.relative:
+            return np.full(stop - start, self.eps)
+        return self.eps * np.maximum(1.0, np.abs(self.theta[start:stop].astype(np.float64)))
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        """float64 steps of the components ``indices``."""
+        if not self.relative:
+            return np.full(indices.shape[0], self.eps)
+        return self.eps * np.maximum(1.0, np.abs(self.theta[indices].astype(np.float64)))
+
+    def at(self, i: int) -> float:
+        return float(self(i, i + 1)[0])
+
+    @property
+    def typical(self) -> float:
+        """The median step, for the report."""
+        if not self.relative:
+            return self.eps
+        return self.eps * float(np.median(np.maximum(1.0, np.abs(self.theta))))
+
+
+def choose_steps(theta: np.ndarray, eps: float | None) -> StepRule:
+    """How the step of each component is chosen, with a sentence saying so."""
     if eps is not None:
-        return np.full(theta.shape[0], float(eps)), f"eps={eps:g} as given"
+        return StepRule(theta, float(eps), False, f"eps={eps:g} as given")
     base = DEFAULT_EPS[theta.dtype]
     if theta.dtype == np.float64:
-        return np.full(theta.shape[0], base), f"eps={base:g}, the default for float64"
-    steps = base * np.maximum(1.0, np.abs(theta.astype(np.float64)))
-    return steps, (
+        return StepRule(theta, base, False, f"eps={base:g}, the default for float64")
+    return StepRule(
+        theta, base, True,
         f"eps={base:.3g} x max(1, |theta_i|), the default for {theta.dtype} (about cbrt(u): "
-        "balances round-off against truncation)"
+        "balances round-off against truncation)",
     )
 
 
@@ -62,9 +94,44 @@ def effective_thresholds(thresholds: tuple[float, float], dtype: np.dtype) -> tu
     return correct, max(thresholds[1], 10.0 * correct)
 
 
-def noise_floor(cost_at_theta: float, dtype: np.dtype, steps: np.ndarray) -> np.ndarray:
-    """The smallest derivative error a two-sided difference can resolve, per component."""
-    return FLOOR_FACTOR * UNIT_ROUNDOFF[np.dtype(dtype)] * abs(cost_at_theta) / steps
+@dataclass(frozen=True)
+class Noise:
+    """Round-off of one evaluation of the cost: a bound, and a typical size.
+
+    From the dtype and |J| (``FLOOR_FACTOR`` units of round-off of J itself), raised to what
+    was measured: a cost whose terms are much larger than its value (a small difference of
+    large numbers) rounds far more than |J| suggests.
+    """
+
+    bound: float
+    typical: float
+
+    @classmethod
+    def estimate(cls, cost_at_theta: float, dtype: np.dtype, measured: float) -> "Noise":
+        unit = UNIT_ROUNDOFF[np.dtype(dtype)]
+        return cls(
+            bound=max(FLOOR_FACTOR * unit * abs(cost_at_theta), 3.0 * measured),
+            typical=max(2.0 * unit * abs(cost_at_theta), measured),
+        )
+
+
+def measure_roundoff(
+    cost_near: Callable[[int, int], float], cost_at_theta: float, indices: np.ndarray
+) -> float:
+    """The largest round-off seen in J when theta[i] moves by a few units in the last place.
+
+    ``cost_near(i, k)`` is J with theta[i] moved by k ulps. Such moves change the exact J far
+    less than its rounding does, so what is left after removing a straight line is round-off.
+    """
+    shifts = np.array([-3, -2, -1, 1, 2, 3])
+    largest = 0.0
+    for i in indices:
+        values = np.array([cost_near(int(i), int(k)) for k in shifts]) - cost_at_theta
+        if not np.all(np.isfinite(values)):
+            continue
+        slope = float(shifts @ values) / float(shifts @ shifts)
+        largest = max(largest, float(np.max(np.abs(values - slope * shifts))))
+    return largest
 
 
 @dataclass
@@ -79,7 +146,7 @@ def reexamine(
     step: float,
     probe: Callable[[int, float], tuple[float, float, float, float]],
     cost_at_theta: float,
-    unit_roundoff: float,
+    noise: "Noise",
     rtol: float,
     crossed: Callable[[int, float], bool] | None,
 ) -> Reexamination:
@@ -94,8 +161,7 @@ def reexamine(
     slopes on each side at h/4 (their drift over h/4, h/2, h as truncation). A kink crossed on one side spoils that
     side only, so the two sides disagreeing is the signature of a kink.
     """
-    delta = FLOOR_FACTOR * unit_roundoff * abs(cost_at_theta)
-    one_ulp = 2.0 * unit_roundoff * abs(cost_at_theta)  # a typical round-off, not a bound
+    delta, one_ulp = noise.bound, noise.typical
     plus, minus = {}, {}
     for factor in (0.25, 0.5, 1.0, 2.0, 8.0, 16.0):
         j_plus, j_minus, up, down = probe(i, step * factor)
@@ -190,112 +256,183 @@ def diagnose(
     approx: np.ndarray,
     dtheta: np.ndarray,
     layout: Layout,
-    steps: np.ndarray,
+    steps: StepRule,
     cost_at_theta: float,
     thresholds: tuple[float, float],
     block_norms: np.ndarray,
     probe: Callable[[int, float], tuple[float, float, float, float]] | None,
     crossed: Callable[[int, float], bool] | None = None,
+    measured_roundoff: float = 0.0,
 ) -> Diagnosis:
-    """Verdicts per parameter and overall; see the module docstring for the method."""
-    dtype = layout.dtype
-    correct, bug = effective_thresholds(thresholds, dtype)
-    unit = UNIT_ROUNDOFF[dtype]
-    floors = noise_floor(cost_at_theta, dtype, steps)
-    finite = np.isfinite(dtheta)
-    with np.errstate(invalid="ignore", over="ignore"):
-        abs_error = np.abs(approx - dtheta)
-        tolerance = correct * (np.abs(approx) + np.abs(dtheta)) + floors
-        flagged = np.flatnonzero(~finite | (abs_error > tolerance))
+    """Verdicts per parameter and overall; see the module docstring for the method.
 
-    corrected_values = approx.copy()
+    Works through theta in chunks, so that beyond ``approx``, ``dtheta`` and the per-component
+    scores it returns, memory stays bounded whatever the size of theta.
+    """
+    correct, bug = effective_thresholds(thresholds, layout.dtype)
+    noise = Noise.estimate(cost_at_theta, layout.dtype, measured_roundoff)
+    floor_scale = noise.bound  # the noise floor of component i is this / h_i
+
+    flagged, ratio = _flag(approx, dtheta, steps, correct, floor_scale)
     labels: dict[int, str] = {}
-    n_evaluations = 0
-    judged = np.ones(approx.shape[0], dtype=bool)
-    likely_bug = np.zeros(approx.shape[0], dtype=bool)
-    for i in flagged[~finite[flagged]]:
+    corrected: dict[int, float] = {}
+    unjudged: set[int] = set()
+    likely_bug: set[int] = set()
+    finite_flagged = np.isfinite(dtheta[flagged])
+    for i in flagged[~finite_flagged]:
         labels[int(i)] = Label.NON_FINITE.value
-    candidates = flagged[finite[flagged]]
+    candidates, candidate_ratio = flagged[finite_flagged], ratio[finite_flagged]
     budget = min(
         REEXAMINE_MAXIMUM, max(REEXAMINE_MINIMUM, int(REEXAMINE_FRACTION * approx.shape[0]))
     )
     bugs_per_block = np.zeros(len(layout.names), dtype=np.int64)
-    examined = np.zeros(approx.shape[0], dtype=bool)
+    examined_blocks_cleared: set[int] = set()
+    examined: set[int] = set()
+    n_evaluations = 0
     if probe is not None and candidates.size:
-        for i in _select(candidates, abs_error / tolerance, layout, budget):
-            block = int(layout.block_of(i))
+        for i in _select(candidates, candidate_ratio, layout, budget):
+            i, block = int(i), int(layout.block_of(i))
             if bugs_per_block[block] >= ENOUGH_EVIDENCE:
                 continue
-            examined[i] = True
+            examined.add(i)
             result = reexamine(
-                int(i), float(dtheta[i]), float(steps[i]), probe, cost_at_theta, unit, correct,
-                crossed,
+                i, float(dtheta[i]), steps.at(i), probe, cost_at_theta, noise, correct, crossed
             )
             n_evaluations += 12
-            labels[int(i)] = result.label.value
-            corrected_values[i] = result.estimate
+            labels[i] = result.label.value
+            corrected[i] = result.estimate
             # Agreement at another step is agreement within that estimate's own uncertainty;
             # kinks and noise cannot be judged: none of them counts against the block.
-            judged[i] = result.label is Label.LIKELY_BUG
-            likely_bug[i] = result.label is Label.LIKELY_BUG
-            bugs_per_block[block] += likely_bug[i]
+            if result.label is Label.LIKELY_BUG:
+                likely_bug.add(i)
+                bugs_per_block[block] += 1
+            else:
+                unjudged.add(i)
+                examined_blocks_cleared.add(block)
     # Flagged components left over once the budget is spent are judged like the block's
     # re-examined ones: if re-examination cleared some of them, the rest are not counted.
-    leftover = candidates[~examined[candidates]]
-    if leftover.size:
-        cleared_blocks = np.unique(layout.block_of(np.flatnonzero(examined & ~likely_bug)))
-        judged[leftover[np.isin(layout.block_of(leftover), cleared_blocks)]] = False
+    for i in candidates:
+        if int(i) not in examined and int(layout.block_of(i)) in examined_blocks_cleared:
+            unjudged.add(int(i))
 
-    with np.errstate(invalid="ignore", over="ignore"):
-        residual = np.where(judged, np.maximum(np.abs(corrected_values - dtheta) - floors, 0.0), 0.0)
-        scale = np.abs(corrected_values) + np.abs(dtheta)
-        scores = np.where(scale > 0, residual / np.where(scale > 0, scale, 1.0), 0.0)
-    scores = np.where(finite, scores, np.inf)
-
+    scores = np.empty(approx.shape[0])
+    sparse = _Sparse(corrected, unjudged)
     per_parameter = {}
+    totals = np.zeros(3)
+    any_non_finite = False
     for k, (name, shape) in enumerate(zip(layout.names, layout.shapes)):
         lo, hi = int(layout.offsets[k]), int(layout.offsets[k + 1])
-        block = slice(lo, hi)
-        n_non_finite = int(np.count_nonzero(~finite[block]))
-        sum_difference, sum_approx, sum_dtheta = block_norms[k]
-        difference = _lecture(sum_difference, sum_approx, sum_dtheta)
-        if n_non_finite:
+        block = _BlockSums()
+        for start in range(lo, hi, CHUNK):
+            stop = min(hi, start + CHUNK)
+            block.add(start, approx, dtheta, steps(start, stop), floor_scale, sparse, scores)
+        totals += block.sums
+        any_non_finite |= block.n_non_finite > 0
+        if block.n_non_finite:
             adjusted, verdict = float("inf"), Verdict.BUG
         else:
-            adjusted = _ratio(residual[block], corrected_values[block], dtheta[block])
+            adjusted = _lecture(*block.sums)
             verdict = _verdict(adjusted, correct, bug)
-            bug_scores = scores[block][likely_bug[block]]
-            if bug_scores.size:
-                verdict = worst_verdict([verdict, _verdict(float(bug_scores.max()), correct, bug)])
-        errors = np.where(finite[block], abs_error[block], np.inf)
-        worst = int(np.argmax(np.nan_to_num(errors, nan=np.inf)))
+            bug_scores = [scores[i] for i in likely_bug if lo <= i < hi]
+            if bug_scores:
+                verdict = worst_verdict([verdict, _verdict(max(bug_scores), correct, bug)])
         per_parameter[name] = ParameterReport(
             name=name,
             shape=tuple(shape),
-            difference=difference,
+            difference=_lecture(*block_norms[k]),
             adjusted_difference=adjusted,
             verdict=verdict,
-            max_abs_error=float(errors[worst]),
-            worst_index=layout.locate(lo + worst)[1],
+            max_abs_error=block.max_error,
+            worst_index=layout.locate(block.worst)[1],
             n_disagreeing=int(np.count_nonzero((flagged >= lo) & (flagged < hi))),
-            n_non_finite=n_non_finite,
+            n_non_finite=block.n_non_finite,
         )
-    if np.all(finite):
-        overall = _verdict(_ratio(residual, corrected_values, dtheta), correct, bug)
-    else:
-        overall = Verdict.BUG
+    overall = Verdict.BUG if any_non_finite else _verdict(_lecture(*totals), correct, bug)
     overall = worst_verdict([overall] + [p.verdict for p in per_parameter.values()])
-    corrected = {i: float(corrected_values[i]) for i in labels if i in labels and finite[i]}
     return Diagnosis(
         verdict=overall,
         per_parameter=per_parameter,
         labels=labels,
-        corrected=corrected,
+        corrected={i: v for i, v in corrected.items() if np.isfinite(dtheta[i])},
         scores=scores,
-        noise_floor=float(np.median(floors)),
+        noise_floor=floor_scale / steps.typical,
         thresholds=(correct, bug),
         n_evaluations=n_evaluations,
     )
+
+
+CHUNK = 1 << 16
+
+
+def _flag(
+    approx: np.ndarray, dtheta: np.ndarray, steps: StepRule, rtol: float, floor_scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Components beyond ``rtol * (|a| + |d|) + floor`` (or non-finite), and by how much."""
+    flagged, ratios = [], []
+    for start in range(0, approx.shape[0], CHUNK):
+        stop = min(approx.shape[0], start + CHUNK)
+        a, d = approx[start:stop], dtheta[start:stop]
+        with np.errstate(invalid="ignore", over="ignore"):
+            error = np.abs(a - d)
+            tolerance = rtol * (np.abs(a) + np.abs(d)) + floor_scale / steps(start, stop)
+            outside = np.flatnonzero(~(error <= tolerance))  # NaN and Inf included
+        flagged.append(outside + start)
+        ratios.append(error[outside] / tolerance[outside])
+    return np.concatenate(flagged), np.concatenate(ratios)
+
+
+@dataclass
+class _Sparse:
+    """Re-examined values and unjudged components, looked up a chunk at a time."""
+
+    corrected: dict[int, float]
+    unjudged: set[int]
+
+    def __post_init__(self) -> None:
+        self.corrected_at = np.array(sorted(self.corrected), dtype=np.int64)
+        self.corrected_values = np.array([self.corrected[i] for i in self.corrected_at])
+        self.unjudged_at = np.array(sorted(self.unjudged), dtype=np.int64)
+
+    def within(self, positions: np.ndarray, start: int, stop: int) -> slice:
+        return slice(*np.searchsorted(positions, [start, stop]))
+
+
+class _BlockSums:
+    """Running sums of one parameter block: noise-aware squared norms, worst raw error."""
+
+    def __init__(self) -> None:
+        self.sums = np.zeros(3)  # residual, corrected numeric, analytic: squared norms
+        self.max_error = -1.0
+        self.worst = 0
+        self.n_non_finite = 0
+
+    def add(self, start: int, approx: np.ndarray, dtheta: np.ndarray, steps: np.ndarray,
+            floor_scale: float, sparse: _Sparse, scores: np.ndarray) -> None:
+        stop = start + steps.shape[0]
+        numeric = approx[start:stop].copy()
+        found = sparse.within(sparse.corrected_at, start, stop)
+        numeric[sparse.corrected_at[found] - start] = sparse.corrected_values[found]
+        analytic = dtheta[start:stop]
+        finite = np.isfinite(analytic)
+        with np.errstate(invalid="ignore", over="ignore"):
+            raw_error = np.where(finite, np.abs(approx[start:stop] - analytic), np.inf)
+            residual = np.maximum(np.abs(numeric - analytic) - floor_scale / steps, 0.0)
+            skipped = sparse.within(sparse.unjudged_at, start, stop)
+            residual[sparse.unjudged_at[skipped] - start] = 0.0
+            residual[~finite] = 0.0
+            scale = np.abs(numeric) + np.abs(analytic)
+            chunk_scores = np.divide(residual, scale, out=np.zeros_like(residual), where=scale > 0)
+        chunk_scores[~finite] = np.inf
+        scores[start:stop] = chunk_scores
+        self.sums += (
+            float(residual @ residual),
+            float(numeric[finite] @ numeric[finite]),
+            float(analytic[finite] @ analytic[finite]),
+        )
+        self.n_non_finite += int(finite.size - np.count_nonzero(finite))
+        worst = int(np.argmax(np.nan_to_num(raw_error, nan=np.inf)))
+        if raw_error[worst] > self.max_error or np.isnan(raw_error[worst]):
+            self.max_error, self.worst = float(raw_error[worst]), start + worst
 
 
 def lecture_difference(norms: np.ndarray) -> float:
@@ -313,14 +450,6 @@ def _lecture(sum_difference: float, sum_approx: float, sum_dtheta: float) -> flo
     return float(np.sqrt(sum_difference) / denominator)
 
 
-def _ratio(residual: np.ndarray, approx: np.ndarray, dtheta: np.ndarray) -> float:
-    denominator = np.linalg.norm(approx) + np.linalg.norm(dtheta)
-    numerator = float(np.linalg.norm(residual))
-    if numerator == 0.0:
-        return 0.0
-    return numerator / denominator
-
-
 def _verdict(difference: float, correct: float, bug: float) -> Verdict:
     if not np.isfinite(difference) or difference >= bug:
         return Verdict.BUG
@@ -330,16 +459,15 @@ def _verdict(difference: float, correct: float, bug: float) -> Verdict:
 
 
 def _select(candidates: np.ndarray, ratio: np.ndarray, layout: Layout, total: int) -> np.ndarray:
-    """The ``total`` most disagreeing candidates, shared fairly between the blocks."""
+    """The ``total`` most disagreeing candidates (``ratio`` aligned), shared between blocks."""
     if candidates.size <= total:
-        return candidates
+        return candidates[np.argsort(-ratio, kind="stable")]
     blocks = layout.block_of(candidates)
     # Rank within each block, then take rank 0 of every block, rank 1 of every block, ...
-    order = np.lexsort((-ratio[candidates], blocks))
-    ranked, sorted_blocks = candidates[order], blocks[order]
-    starts = np.searchsorted(sorted_blocks, sorted_blocks, side="left")
-    rank_in_block = np.arange(ranked.size) - starts
-    fair = np.lexsort((-ratio[ranked], rank_in_block))
+    order = np.lexsort((-ratio, blocks))
+    ranked, sorted_blocks, ranked_ratio = candidates[order], blocks[order], ratio[order]
+    rank_in_block = np.arange(ranked.size) - np.searchsorted(sorted_blocks, sorted_blocks)
+    fair = np.lexsort((-ranked_ratio, rank_in_block))
     return ranked[fair][:total]
 
 

@@ -141,6 +141,13 @@ def _data_address(args: tuple) -> int:
     if len(args) == 1:
         (data,) = args
         if isinstance(data, np.ndarray):
+            # The C cost reads the buffer without strides: a strided view would be misread.
+            if not (data.flags.c_contiguous or data.flags.f_contiguous):
+                raise InvalidInputError(
+                    "args=(array,) of a C-level cost is passed as its `void *data` and must be "
+                    f"contiguous, got an array of shape {data.shape} with strides "
+                    f"{data.strides}; pass np.ascontiguousarray(array)"
+                )
             return int(data.ctypes.data)
         if isinstance(data, numbers.Integral) and not isinstance(data, bool):
             return int(data)
@@ -205,10 +212,11 @@ def _where(layout: Layout, i: int) -> str:
 def resolve_engine(engine: str | None, cost: Cost) -> str:
     """The engine that will run ``cost``, or an :class:`EngineError` saying why none can."""
     requested = "auto" if engine is None else str(engine).strip().lower()
+    # Errors name where the request came from: the argument, or the environment variable.
+    source = "engine"
     if requested == "auto":
-        requested = _environment_engine()
+        requested, source = _environment_engine(), "FASTGC_ENGINE"
     if requested not in ("auto",) + ENGINES:
-        source = "engine" if engine not in (None, "auto") else "FASTGC_ENGINE"
         raise InvalidInputError(
             f"{source} must be one of {('auto',) + ENGINES}, got {requested!r}"
         )
@@ -220,12 +228,13 @@ def resolve_engine(engine: str | None, cost: Cost) -> str:
         return "python"
     reason = engine_status(requested)
     if reason is not None:
-        raise EngineError(f"engine={requested!r} is not available: {reason}")
+        raise EngineError(f"{source}={requested!r} is not available: {reason}")
     if requested == "numba" and cost.kind != "numba":
+        advice = "" if source == "engine" else " (or unset FASTGC_ENGINE)"
         raise EngineError(
-            "engine='numba' runs a cost compiled with @numba.njit taking the flat theta, "
+            f"{source}='numba' runs a cost compiled with @numba.njit taking the flat theta, "
             f"cost(theta, *args); this cost is a {_kind_name(cost.kind)}. Pass engine='cython' "
-            "or engine='python' (or 'auto')"
+            f"or engine='python' (or 'auto'){advice}"
         )
     return requested
 

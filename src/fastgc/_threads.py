@@ -15,6 +15,7 @@ import contextvars
 import math
 import numbers
 import os
+import sys
 import threading
 import warnings
 from typing import Iterator
@@ -172,13 +173,43 @@ def numba_threads(n_threads: int) -> Iterator[None]:
         numba.set_num_threads(previous)
 
 
+_controller: tuple[int, object] | None = None
+
+
+def _blas_controller() -> object:
+    """A cached threadpoolctl controller (finding the libraries takes about a millisecond);
+    looked for again whenever modules were imported since, as they may load a new BLAS."""
+    global _controller
+    if _controller is None or _controller[0] != len(sys.modules):
+        from threadpoolctl import ThreadpoolController
+
+        _controller = (len(sys.modules), ThreadpoolController())
+    return _controller[1]
+
+
+_blas_cap_lock = threading.Lock()
+_blas_capped = False  # whether a check in this process holds the BLAS cap
+
+
 @contextlib.contextmanager
 def blas_limited(n_threads: int) -> Iterator[None]:
-    """Cap BLAS/OpenMP pools inside the cost at one thread while several of ours run."""
+    """Cap BLAS/OpenMP pools inside the cost at one thread while several of ours run.
+
+    The BLAS thread count is process-wide: of overlapping checks (from a thread pool), only
+    the one that found it uncapped caps and restores it, so none restores another's cap.
+    """
+    global _blas_capped
     if n_threads <= 1:
         yield
         return
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _blas_cap_lock:
+        owner, _blas_capped = not _blas_capped, True
+    if not owner:
         yield
+        return
+    try:
+        with _blas_controller().limit(limits=1, user_api="blas"):  # type: ignore[attr-defined]
+            yield
+    finally:
+        with _blas_cap_lock:
+            _blas_capped = False

@@ -171,7 +171,7 @@ def suggest_threads(
     size = int(per_run / (2.0 * max(seconds_per_cost, 1e-8)))
     size = min(n, sample, max(size, 8 * max(counts)))
     indices = np.unique(np.linspace(0, n - 1, size).astype(np.int64))
-    steps = choose_steps(theta, None)[0][indices]
+    steps = choose_steps(theta, None).take(indices)
 
     best: dict[int, float] = {}
     for count in counts:
