@@ -36,6 +36,8 @@ from ._threads import blas_limited, in_main_thread, numba_threads, resolve_n_thr
 # Each round of the compiled loop lasts about this long, so that the progress bar moves and
 # Ctrl-C is answered promptly without the per-round overhead showing.
 ROUND_SECONDS = 0.25
+# Rounds stay small enough that their index and step arrays cost no memory to speak of.
+MAX_ROUND = 1 << 16
 PROGRESS_AFTER_SECONDS = 3.0
 
 
@@ -167,7 +169,7 @@ def check(
     with _thread_state(engine_name, n_chunks):
         compile_seconds += _warm_up(run, engine_name, n_chunks)
         _run_rounds(run, cost_, theta, work, steps, approx, seconds_per_cost, progress)
-    del work  # the diagnosis does not need the per-thread copies
+    del run, work  # free the per-thread copies before the diagnosis allocates
 
     norms = block_norms(engine_name, approx, dtheta, layout.offsets)
     difference = lecture_difference(norms)
@@ -179,7 +181,7 @@ def check(
     diagnosis = diagnose(
         approx, dtheta, layout, steps, cost_at_theta, thresholds, norms,
         probe=probe, crossed=crossed,
-        measured_roundoff=measure_roundoff(cost_near, cost_at_theta, sample),
+        measured_roundoff=measure_roundoff(cost_near, cost_at_theta, sample, steps),
     )
     return CheckResult(
         verdict=diagnosis.verdict,
@@ -195,7 +197,7 @@ def check(
         n_threads=n_chunks,
         seconds=time.perf_counter() - started - compile_seconds,
         compile_seconds=compile_seconds,
-        n_evaluations=2 * layout.size + 3 + 6 * sample.size + diagnosis.n_evaluations,
+        n_evaluations=2 * layout.size + 3 + 8 * sample.size + diagnosis.n_evaluations,
         labels=diagnosis.labels,
         corrected=diagnosis.corrected,
         _scores=diagnosis.scores,
@@ -354,7 +356,9 @@ def _run_rounds(
     done = 0
     try:
         while done < n:
-            size = int(min(n - done, max(64 * n_chunks, ROUND_SECONDS / seconds_per_index)))
+            size = int(
+                min(n - done, MAX_ROUND, max(64 * n_chunks, ROUND_SECONDS / seconds_per_index))
+            )
             start, stop = done, done + size
             indices = np.arange(start, stop, dtype=np.int64)
             round_steps = steps(start, stop)
@@ -444,13 +448,14 @@ def _check_restored(work: np.ndarray, theta: np.ndarray, layout: Layout) -> None
 
 def _probers(
     cost: Cost, theta: np.ndarray
-) -> tuple[Callable[[int, float], tuple[float, float, float, float]], Callable[[int, int], float]]:
-    """Serial evaluations around theta for the diagnosis, on a private copy restored each time.
+) -> tuple[Callable[[int, float], tuple[float, float, float, float]], Callable[[int, float], float]]:
+    """Serial evaluations around theta for the diagnosis, restoring theta exactly each time.
 
-    ``probe(i, s)``: J at theta[i] +/- s and the steps represented; ``cost_near(i, k)``: J with
-    theta[i] moved by k units in the last place.
+    ``theta`` is fastgc's own flattened copy, so it serves as the buffer: no n-sized copy.
+    ``probe(i, s)``: J at theta[i] +/- s and the steps represented; ``cost_near(i, d)``: J with
+    theta[i] moved by d.
     """
-    probe_theta = theta.copy()
+    probe_theta = theta
 
     def evaluate(i: int) -> float:
         try:
@@ -471,14 +476,10 @@ def _probers(
             probe_theta[i] = saved
         return plus, minus, up, down
 
-    def cost_near(i: int, ulps: int) -> float:
+    def cost_near(i: int, offset: float) -> float:
         saved = probe_theta[i]
         try:
-            moved = saved
-            toward = np.inf if ulps > 0 else -np.inf
-            for _ in range(abs(ulps)):
-                moved = np.nextafter(moved, toward, dtype=theta.dtype)
-            probe_theta[i] = moved
+            probe_theta[i] = saved + np.float64(offset)
             return evaluate(i)
         finally:
             probe_theta[i] = saved

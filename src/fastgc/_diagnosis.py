@@ -100,7 +100,7 @@ class Noise:
 
     From the dtype and |J| (``FLOOR_FACTOR`` units of round-off of J itself), raised to what
     was measured: a cost whose terms are much larger than its value (a small difference of
-    large numbers) rounds far more than |J| suggests.
+    large numbers, or a float32 sum of many terms) rounds far more than |J| suggests.
     """
 
     bound: float
@@ -116,21 +116,26 @@ class Noise:
 
 
 def measure_roundoff(
-    cost_near: Callable[[int, int], float], cost_at_theta: float, indices: np.ndarray
+    cost_near: Callable[[int, float], float], cost_at_theta: float, indices: np.ndarray,
+    steps: "StepRule",
 ) -> float:
-    """The largest round-off seen in J when theta[i] moves by a few units in the last place.
+    """The largest round-off seen in J around theta, measured on a few components.
 
-    ``cost_near(i, k)`` is J with theta[i] moved by k ulps. Such moves change the exact J far
-    less than its rounding does, so what is left after removing a straight line is round-off.
+    ``cost_near(i, d)`` is J with theta[i] moved by d. Over moves of up to h/4 the exact J is
+    a parabola to many digits, so what a least-squares parabola leaves over is round-off.
     """
-    shifts = np.array([-3, -2, -1, 1, 2, 3])
+    fractions = np.arange(-4, 5) / 16.0
     largest = 0.0
     for i in indices:
-        values = np.array([cost_near(int(i), int(k)) for k in shifts]) - cost_at_theta
+        step = steps.at(int(i))
+        values = np.array([
+            cost_at_theta if f == 0 else cost_near(int(i), f * step) for f in fractions
+        ])
         if not np.all(np.isfinite(values)):
             continue
-        slope = float(shifts @ values) / float(shifts @ shifts)
-        largest = max(largest, float(np.max(np.abs(values - slope * shifts))))
+        values -= cost_at_theta
+        fit = np.polynomial.polynomial.Polynomial.fit(fractions, values, 2)
+        largest = max(largest, float(np.max(np.abs(values - fit(fractions)))))
     return largest
 
 
@@ -220,8 +225,9 @@ def reexamine(
         sharp_sides = [side for side in (forward, backward) if sharp(side)]
         if len(sharp_sides) == 2 and _between(analytic, forward, backward):
             return Reexamination(Label.KINK, analytic)  # a subgradient at the kink itself
-        if sharp_sides:  # the smooth side of the kink disagrees with backprop
+        if len(sharp_sides) == 2:  # both sides clear of the kink, and backprop matches neither
             return Reexamination(Label.LIKELY_BUG, min(sharp_sides, key=lambda s: s[1])[0])
+        # One sharp side could itself sit on a kink closer than h/4: no verdict either way.
         return Reexamination(Label.NOISE, analytic)
     best, best_uncertainty, _ = min(candidates[:2], key=lambda c: c[1])
     if abs(best - analytic) > 3.0 * best_uncertainty + rtol * (abs(best) + abs(analytic)):
@@ -361,7 +367,7 @@ def diagnose(
     )
 
 
-CHUNK = 1 << 16
+CHUNK = 1 << 14
 
 
 def _flag(
