@@ -177,7 +177,7 @@ def check(
     if signature is not None:
         crossed = signature_crossing(signature, _structure_for(cost_), theta)
     probe, cost_near = _probers(cost_, theta)
-    sample = np.unique(np.linspace(0, layout.size - 1, min(8, layout.size)).astype(np.int64))
+    sample = np.unique(np.linspace(0, layout.size - 1, min(4, layout.size)).astype(np.int64))
     diagnosis = diagnose(
         approx, dtheta, layout, steps, cost_at_theta, thresholds, norms,
         probe=probe, crossed=crossed,
