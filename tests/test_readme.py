@@ -17,7 +17,7 @@ def python_blocks() -> list[str]:
 def test_readme_examples_run_and_check_correct_gradients():
     require_engine("numba")
     blocks = python_blocks()
-    assert len(blocks) >= 2
+    assert len(blocks) >= 3
     namespace: dict = {}
     exec(compile(blocks[0], "README.md[quick start]", "exec"), namespace)
     assert namespace["result"].verdict == "correct"
@@ -26,6 +26,9 @@ def test_readme_examples_run_and_check_correct_gradients():
     assert result.engine == "numba"
     assert result.verdict == "correct"
     assert list(result.per_parameter) == ["W1", "b1", "W2", "b2"]
+    exec(compile(blocks[2], "README.md[threads]", "exec"), namespace)
+    suggestion = namespace["suggestion"]
+    assert suggestion.recommended in suggestion.table
 
 
 def test_readme_commands_are_the_ones_ci_runs():
