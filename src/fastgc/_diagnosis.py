@@ -251,10 +251,10 @@ def _drift(slopes: dict) -> float:
 
 
 def _between(value: float, forward: tuple, backward: tuple) -> bool:
-    """Is ``value`` within the spread of the one-sided slopes (a subgradient at a kink)?"""
-    margin = 3.0 * max(forward[1], backward[1])
-    low, high = sorted((forward[0], backward[0]))
-    return low - margin <= value <= high + margin
+    """Is ``value`` between the one-sided slopes (a subgradient at a kink), each side widened
+    by its own uncertainty?"""
+    (low, low_uncertainty), (high, high_uncertainty) = sorted((forward, backward))
+    return low - 3.0 * low_uncertainty <= value <= high + 3.0 * high_uncertainty
 
 
 @dataclass
