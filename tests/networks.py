@@ -34,7 +34,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["Case", "correct_cases", "buggy_cases", "all_cases"]
+__all__ = ["Case", "correct_cases", "buggy_cases", "all_cases", "kinked_cases"]
 
 F64 = np.dtype(np.float64)
 F32 = np.dtype(np.float32)
@@ -159,7 +159,8 @@ class _MLP:
 
     def __init__(self, net, *, sizes, act, loss, m, seed, w_scale=1.0,
                  x_scale=1.0, lam=0.0, keep=None, zero_w=(), tiny_row=None,
-                 unused_bias=(), logit_max=None, b_scale=0.1, b1_offset=0.0):
+                 unused_bias=(), logit_max=None, b_scale=0.1, b1_offset=0.0,
+                 kink_margin=KINK_MARGIN):
         self.net = net
         self.sizes = list(sizes)
         self.L = len(sizes) - 1
@@ -208,7 +209,7 @@ class _MLP:
         ok = np.ones(nc, dtype=bool)
         if act in ("relu", "leaky"):
             for Z in Zs[:-1]:
-                ok &= np.all(np.abs(Z) >= KINK_MARGIN, axis=0)
+                ok &= np.all(np.abs(Z) >= kink_margin, axis=0)
         cols = np.flatnonzero(ok)[:m]
         if cols.size < m:
             raise RuntimeError(f"{net}: could not find {m} kink-free examples")
@@ -648,6 +649,24 @@ def _battery():
                 buggy.append(net.case(bug, params, F32))
         _CACHE["correct"], _CACHE["buggy"] = correct, buggy
     return _CACHE["correct"], _CACHE["buggy"]
+
+
+def kinked_cases(seeds=range(4)) -> list:
+    """ReLU and leaky-ReLU networks whose examples are NOT kept away from the kinks, correct
+    and with single-parameter bugs, in float64 and float32: finite differences here often
+    cross a kink, which must not be called a bug, while the bugs must still be found."""
+    cases = []
+    bugs = ["dW2_doubled", "db1_sign_flip", "dW1_single_entry_10pct", "db2_times_4"]
+    for seed in seeds:
+        for act, loss, sizes in (("relu", "ce", [5, 8, 6, 3]), ("leaky", "bce", [5, 8, 6, 1]),
+                                 ("relu", "mse", [5, 8, 6, 3])):
+            net = _MLP(f"kinked_{act}_{loss}_{seed}", sizes=sizes, act=act, loss=loss, m=12,
+                       seed=1000 + seed, lam=0.3 if seed % 3 == 0 else 0.0, kink_margin=0.0)
+            for dtype in (F64, F32):
+                cases.append(net.case(None, (), dtype))
+                for bug in bugs:
+                    cases.append(net.case(bug, {bug.split("_")[0][1:]}, dtype))
+    return cases
 
 
 def correct_cases() -> list:

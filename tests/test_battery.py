@@ -34,6 +34,29 @@ def test_battery_verdict_and_blame(case, python_cost_engine):
     assert result.layout.dtype == case.dtype
 
 
+KINKED = networks.kinked_cases()
+
+
+@pytest.mark.parametrize("case", KINKED, ids=[case.name for case in KINKED])
+def test_networks_with_kinks(case):
+    result = fastgc.check(case.cost, case.params, case.grads, engine="python", progress=False)
+    if case.buggy:
+        assert result.verdict == "bug", str(result)
+        assert result.worst_parameter().name in case.buggy, str(result)
+    else:
+        assert result.verdict != "bug", str(result)
+
+
+def test_kinked_networks_really_cross_kinks():
+    kinked = 0
+    for case in KINKED:
+        if case.buggy:
+            continue
+        result = fastgc.check(case.cost, case.params, case.grads, engine="python", progress=False)
+        kinked += fastgc.Label.KINK.value in result.labels.values()
+    assert kinked >= 3
+
+
 def test_battery_holds_cases_the_lecture_recipe_misses():
     # The lecture's global number alone calls these correct or merely suspicious.
     missed = []
