@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import math
 import numbers
 import time
@@ -264,8 +265,21 @@ def _parallel_allowed(engine: str) -> bool:
 
     try:
         return numba.threading_layer() in ("omp", "tbb")
-    except ValueError:  # no parallel region has run yet: the layer is unknown
+    except ValueError:  # no parallel region has run yet: which layer will be chosen?
+        pass
+    layer = numba.config.THREADING_LAYER
+    if layer in ("omp", "tbb", "safe", "threadsafe"):
+        return True
+    if layer != "default":
         return False
+    # The default tries tbb, then omp, then workqueue: safe when one of the first two loads.
+    for module in ("numba.np.ufunc.tbbpool", "numba.np.ufunc.omppool"):
+        try:
+            importlib.import_module(module)
+            return True
+        except Exception:  # ImportError, or a missing libgomp/libtbb
+            continue
+    return False
 
 
 @contextlib.contextmanager

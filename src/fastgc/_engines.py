@@ -167,6 +167,7 @@ def _c_prototype(dtype: np.dtype) -> Any:
     )
 
 
+@functools.lru_cache(maxsize=16)
 def _c_callable(address: int, dtype: np.dtype) -> Callable[..., float]:
     function = _c_prototype(np.dtype(dtype))(address)
     element = ctypes.c_double if dtype == np.float64 else ctypes.c_float
