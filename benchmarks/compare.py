@@ -1,20 +1,31 @@
 """fastgc against the usual ways of checking gradients, on the same MLP cost, in one process.
 
-    python benchmarks/compare.py [--sizes 100,2000,20000,200000] [--threads 1,2] [--budget 4]
+    python benchmarks/compare.py [--sizes 100,2000,20000,200000] [--threads 1,2] [--markdown]
+                                 [--budget 15] [--fastgc-budget 200] [--sample-seconds 5]
 
 Methods (all with eps = 1e-7, central differences, every index covered):
 
-- fastgc: ``fastgc.check`` with the numba engine and the njit cost;
+- fastgc: ``fastgc.check`` with the numba engine and the njit cost (a whole check: validation,
+  noise floor, every index, per-parameter norms, re-examination);
 - course loop: for each i, copy theta into thetaplus and thetaminus, perturb, evaluate the NumPy
   cost twice, store (the lecture's loop);
 - scipy: ``scipy.optimize._numdiff.approx_derivative(method="3-point")`` on the NumPy cost;
 - torch: ``torch.autograd.gradcheck(fast_mode=False)`` on a float64 torch version (if installed);
 - numdifftools: ``numdifftools.Gradient(method="central")`` (if installed; small sizes only);
-- T_lim: the physical limit 2 n t_J / p, with t_J one compiled cost evaluation on one core.
+- T_lim: the physical limit 2 n t_J / p, with t_J one evaluation of the njit cost on one core,
+  timed from a compiled loop as fastgc's kernel calls it.
 
-A method whose full run would exceed ``--budget`` seconds is timed on an evenly spaced sample of
-indices and extrapolated linearly to every index; the "extrapolated" column says so. BLAS (and
-torch) threads are capped at the row's thread count.
+Every row runs with BLAS (and torch) capped at the row's thread count p, so a 1-thread row uses
+one core, cost included. A baseline whose full run would exceed ``--budget`` seconds is run on the
+full problem but stopped after about ``--sample-seconds`` (every index costs the same two cost
+evaluations, and the method's own per-index work, such as SciPy's copies of theta, is kept), and
+the time is scaled to all n; a fastgc check predicted to exceed ``--fastgc-budget`` seconds is
+timed as its compiled kernel on an evenly spaced sample of indices, scaled likewise. The
+"extrapolated" column (a "~" in the Markdown table) says which rows were scaled.
+
+The defaults run in about five minutes on two cores. At ~200k parameters every baseline is
+extrapolated (a full run takes 4 to 8 minutes each), and so is fastgc's 1-thread check (about
+2 x 200k x 0.65 ms = 4.4 minutes); its 2-thread check runs in full.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -35,6 +47,17 @@ from benchmarks import _models  # noqa: E402  (also puts the source tree on the 
 import fastgc  # noqa: E402
 
 EPS = _models.EPS
+FASTGC = "fastgc (numba)"
+LIMIT = "T_lim = 2 n t_J / p"
+
+
+@dataclass
+class Row:
+    method: str
+    n: int
+    threads: int
+    seconds: float
+    extrapolated: bool
 
 
 # ---------------------------------------------------------------- timing helpers
@@ -52,22 +75,46 @@ def sample_indices(n, m):
     return np.unique(np.linspace(0, n - 1, max(1, min(n, m))).astype(np.int64))
 
 
-def timed_full_or_sampled(run, n, seconds_per_index_guess, budget, minimum=8):
-    """(seconds for every index, extrapolated?) of ``run(indices)``."""
-    if n * seconds_per_index_guess <= budget:
-        indices = np.arange(n, dtype=np.int64)
-        repeats = 3 if n * seconds_per_index_guess < 0.3 * budget / 3 else 1
-        return best_of(lambda: run(indices), repeats), False
-    m = max(minimum, int(budget / max(seconds_per_index_guess, 1e-9)))
-    indices = sample_indices(n, m)
-    seconds = best_of(lambda: run(indices), 1)
-    return seconds * n / indices.shape[0], True
+class _Enough(Exception):
+    """Raised from inside a cost to stop a baseline after the indices it was allowed."""
 
 
-def probe_seconds_per_index(run, n, count=4):
-    indices = sample_indices(n, count)
-    run(indices[:1])
-    return best_of(lambda: run(indices), 2) / indices.shape[0]
+class Counted:
+    """A cost that raises :class:`_Enough` once called more than ``allowed`` times."""
+
+    def __init__(self, cost):
+        self.cost = cost
+        self.allowed = None
+        self.calls = 0
+
+    def start(self, allowed):
+        self.allowed, self.calls = allowed, 0
+
+    def __call__(self, *arguments):
+        self.calls += 1
+        if self.allowed is not None and self.calls > self.allowed:
+            raise _Enough
+        return self.cost(*arguments)
+
+
+def timed_baseline(run, n, budget, sample_seconds, minimum=8):
+    """(seconds for every index, extrapolated?) of a baseline ``run(count)``.
+
+    ``run(None)`` differentiates along every index; ``run(count)`` stops after the first
+    ``count`` indices. Runs of 4 and 12 indices predict the full time (set-up plus per index);
+    if it exceeds ``budget``, a stopped run of about ``sample_seconds`` is scaled to all n.
+    """
+    run(min(n, 2))
+    few, more = min(n, 4), min(n, 12)
+    seconds_few = best_of(lambda: run(few), 2)
+    seconds_more = best_of(lambda: run(more), 1)
+    per_index = max((seconds_more - seconds_few) / max(more - few, 1), seconds_more / more / 4)
+    predicted = max(seconds_few - few * per_index, 0.0) + n * per_index
+    if predicted <= budget:
+        repeats = 3 if predicted < budget / 10 else 1
+        return best_of(lambda: run(None), repeats), False
+    count = min(n, max(minimum, int(sample_seconds / per_index)))
+    return best_of(lambda: run(count), 1) * n / count, True
 
 
 # ---------------------------------------------------------------- the methods
@@ -75,17 +122,31 @@ def probe_seconds_per_index(run, n, count=4):
 def course_loop(mlp):
     theta, args = mlp.theta, mlp.args
 
-    def run(indices):
-        gradapprox = np.empty(indices.shape[0])
-        for k, i in enumerate(indices):
+    def run(count):
+        count = theta.shape[0] if count is None else count
+        gradapprox = np.empty(count)
+        for i in range(count):
             thetaplus = np.copy(theta)
             thetaplus[i] = thetaplus[i] + EPS
             J_plus = _models.numpy_cost(thetaplus, *args)
             thetaminus = np.copy(theta)
             thetaminus[i] = thetaminus[i] - EPS
             J_minus = _models.numpy_cost(thetaminus, *args)
-            gradapprox[k] = (J_plus - J_minus) / (2 * EPS)
+            gradapprox[i] = (J_plus - J_minus) / (2 * EPS)
         return gradapprox
+
+    return run
+
+
+def stoppable(method, counted):
+    """run(count) of a method that evaluates ``counted`` once, then twice per index in order."""
+
+    def run(count):
+        counted.start(None if count is None else 1 + 2 * count)
+        try:
+            return method()
+        except _Enough:
+            return None
 
     return run
 
@@ -94,23 +155,12 @@ def scipy_3_point(mlp):
     from scipy.optimize._numdiff import approx_derivative
 
     theta, args = mlp.theta, mlp.args
-
-    def run(indices):
-        if indices.shape[0] == theta.shape[0]:
-            return approx_derivative(lambda x: _models.numpy_cost(x, *args), theta,
-                                     method="3-point", abs_step=EPS)
-        scratch = theta.copy()
-
-        def on_sample(x):  # the cost as a function of the sampled entries only
-            scratch[indices] = x
-            return _models.numpy_cost(scratch, *args)
-
-        return approx_derivative(on_sample, theta[indices], method="3-point", abs_step=EPS)
-
-    return run
+    cost = Counted(_models.numpy_cost)
+    return stoppable(lambda: approx_derivative(lambda x: cost(x, *args), theta,
+                                               method="3-point", abs_step=EPS), cost)
 
 
-def torch_gradcheck(mlp, grads):
+def torch_gradcheck(mlp):
     import torch
 
     theta0 = torch.from_numpy(mlp.theta.copy())
@@ -118,7 +168,7 @@ def torch_gradcheck(mlp, grads):
     labels = torch.from_numpy(mlp.labels)
     shapes = [(int(o), int(i)) for i, o in zip(mlp.widths[:-1], mlp.widths[1:])]
 
-    def cost(theta):
+    def torch_cost(theta):
         A, offset = X, 0
         for layer, (n_out, n_in) in enumerate(shapes):
             W = theta[offset : offset + n_out * n_in].reshape(n_out, n_in)
@@ -129,21 +179,15 @@ def torch_gradcheck(mlp, grads):
             A = torch.relu(Z) if layer < len(shapes) - 1 else Z
         return torch.nn.functional.cross_entropy(A.T, labels)
 
-    def run(indices):
-        if indices.shape[0] == mlp.n:
-            x = theta0.clone().requires_grad_(True)
-            function = cost
-        else:
-            index = torch.from_numpy(indices)
-            x = theta0[index].clone().requires_grad_(True)
+    cost = Counted(torch_cost)
 
-            def function(sub):
-                return cost(theta0.index_put((index,), sub))
+    def method():
+        x = theta0.clone().requires_grad_(True)
+        passed = torch.autograd.gradcheck(cost, (x,), eps=EPS, atol=1e-5, rtol=1e-3,
+                                          raise_exception=False, fast_mode=False)
+        assert passed, "torch gradcheck rejected the correct gradient"
 
-        return torch.autograd.gradcheck(function, (x,), eps=EPS, atol=1e-5, rtol=1e-3,
-                                        raise_exception=False, fast_mode=False)
-
-    return run
+    return stoppable(method, cost)
 
 
 def numdifftools_gradient(mlp):
@@ -151,23 +195,26 @@ def numdifftools_gradient(mlp):
 
     theta, args = mlp.theta, mlp.args
 
-    def run(indices):
-        scratch = theta.copy()
+    def run(count):
+        if count is None:
+            return numdifftools.Gradient(lambda x: _models.numpy_cost(x, *args), step=EPS,
+                                         method="central")(theta)
+        scratch = theta.copy()  # the cost as a function of the first `count` entries only
 
         def on_sample(x):
-            scratch[indices] = x
+            scratch[:count] = x
             return _models.numpy_cost(scratch, *args)
 
-        return numdifftools.Gradient(on_sample, step=EPS, method="central")(theta[indices])
+        return numdifftools.Gradient(on_sample, step=EPS, method="central")(theta[:count])
 
     return run
 
 
-def fastgc_runner(mlp, grads, n_threads):
+def fastgc_kernel(mlp, n_threads):
     """run(indices): the numba engine kernel a check runs, under a check's thread state."""
     from fastgc._engines import Cost, make_runner
     from fastgc._layout import flatten
-    from fastgc._threads import numba_threads
+    from fastgc._threads import blas_limited, numba_threads
 
     theta, layout = flatten(mlp.theta)
     cost = Cost.classify(_models.numba_cost(), mlp.args, layout)
@@ -178,14 +225,32 @@ def fastgc_runner(mlp, grads, n_threads):
 
     def run(indices):
         approx = np.empty(indices.shape[0])
-        with numba_threads(n_threads):
+        with blas_limited(n_threads), numba_threads(n_threads):
             kernel(indices, np.full(indices.shape[0], EPS), approx, failed)
         return approx
 
     return run
 
 
-# ---------------------------------------------------------------- report
+def time_fastgc(mlp, grads, n_threads, limit, fastgc_budget, sample_seconds):
+    """(seconds of a full check, extrapolated?): the check itself when it is predicted to take
+    at most ``fastgc_budget`` seconds, else the kernel on a sample lasting about
+    ``sample_seconds``."""
+    predicted = 1.15 * limit
+    if predicted <= fastgc_budget:
+        def check():
+            result = fastgc.check(_models.numba_cost(), mlp.theta, grads, args=mlp.args,
+                                  n_threads=n_threads, progress=False)
+            assert result.verdict == "correct", result.verdict
+
+        return best_of(check, 3 if predicted < fastgc_budget / 20 else 1), False
+    run = fastgc_kernel(mlp, n_threads)
+    run(sample_indices(mlp.n, 2 * n_threads))
+    indices = sample_indices(mlp.n, max(16 * n_threads, int(sample_seconds / limit * mlp.n)))
+    return best_of(lambda: run(indices), 1) * mlp.n / indices.shape[0], True
+
+
+# ---------------------------------------------------------------- the run
 
 def machine():
     model = "unknown"
@@ -199,38 +264,26 @@ def machine():
         pass
     import numba
 
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"machine: {model}, {os.cpu_count()} logical cores ({fastgc._threads.usable_threads()}"
-            f" usable), {platform.system()} {platform.machine()}; Python "
-            f"{platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, "
-            f"fastgc {fastgc.__version__}; load average {load:.2f} at start")
+    return (f"{model}, {os.cpu_count()} logical cores ({fastgc._threads.usable_threads()} usable), "
+            f"{platform.system()} {platform.machine()}; Python {platform.python_version()}, "
+            f"numpy {np.__version__}, numba {numba.__version__}, fastgc {fastgc.__version__}")
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="100,2000,20000,200000")
-    parser.add_argument("--threads", default="1,2")
-    parser.add_argument("--budget", type=float, default=4.0,
-                        help="seconds per measurement before sampling (default 4)")
-    options = parser.parse_args(argv)
-    sizes = [int(s) for s in options.sizes.split(",")]
-    threads = [int(t) for t in options.threads.split(",")]
-    budget = options.budget
-    unknown = [s for s in sizes if s not in _models.WIDTHS]
-    if unknown:
-        parser.error(f"--sizes must be among {sorted(_models.WIDTHS)}, got {unknown}")
+def load_average():
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
+
+def measure(sizes, threads, budget, fastgc_budget, sample_seconds, started_all):
+    """The rows of the table, and one-core cost times per size."""
     from threadpoolctl import threadpool_limits
 
-    print(machine(), flush=True)
-    started_all = time.perf_counter()
     notes = []
     try:
         import torch
     except ImportError:
         torch = None
         notes.append("torch is not installed: the torch gradcheck rows are skipped "
-                      "(pip install torch)")
+                     "(pip install torch)")
     try:
         import numdifftools  # noqa: F401
         have_numdifftools = True
@@ -238,105 +291,69 @@ def main(argv=None):
         have_numdifftools = False
         notes.append("numdifftools is not installed: its rows are skipped")
 
-    rows = []  # (method, n, threads, seconds, extrapolated)
-    fastgc_seconds, limits = {}, {}
+    # Compile the cost and fastgc's kernels for it once, on the smallest network.
+    warm = _models.make_mlp(100)
+    warm_grads = _models.numpy_grads(warm.theta, *warm.args)
+    for p in threads:
+        fastgc.check(_models.numba_cost(), warm.theta, warm_grads, args=warm.args,
+                     n_threads=p, progress=False)
+
+    rows, cost_times = [], []
     for size in sizes:
         mlp = _models.make_mlp(size)
         n = mlp.n
         grads = _models.numpy_grads(mlp.theta, *mlp.args)
-        t_J = _models.cost_seconds(mlp, seconds=0.5, repeats=5000)
+        t_J = _models.cost_seconds(mlp, seconds=0.5)
+        cost_times.append((n, t_J, _models.python_seconds(_models.numpy_cost, mlp, 0.5)))
         for p in threads:
-            limits[n, p] = 2 * n * t_J / p
-            rows.append(("T_lim = 2 n t_J / p", n, p, limits[n, p], False))
-            # fastgc: a full check when it fits the budget, else the kernel on a sample.
-            warm = _models.make_mlp(100)
-            warm_grads = _models.numpy_grads(warm.theta, *warm.args)
-            fastgc.check(_models.numba_cost(), warm.theta, warm_grads, args=warm.args,
-                         n_threads=p, progress=False)
-            if limits[n, p] * 1.3 <= max(budget, 8.0):
-                def check():
-                    result = fastgc.check(_models.numba_cost(), mlp.theta, grads, args=mlp.args,
-                                          n_threads=p, progress=False)
-                    assert result.verdict == "correct", result.verdict
-
-                seconds, extrapolated = best_of(check, 3 if limits[n, p] < 1 else 1), False
-            else:
-                run = fastgc_runner(mlp, grads, p)
-                run(sample_indices(n, 2 * p))
-                seconds, extrapolated = timed_full_or_sampled(
-                    run, n, 2 * t_J / p, budget, minimum=8 * p)
-            fastgc_seconds[n, p] = seconds
-            rows.append(("fastgc (numba)", n, p, seconds, extrapolated))
-
+            limit = 2 * n * t_J / p
+            rows.append(Row(LIMIT, n, p, limit, False))
             methods = [("course loop (NumPy)", course_loop(mlp)),
                        ("scipy approx_derivative 3-point", scipy_3_point(mlp))]
             if torch is not None:
-                methods.append(("torch gradcheck (fast_mode=False)",
-                                torch_gradcheck(mlp, grads)))
+                methods.append(("torch gradcheck (fast_mode=False)", torch_gradcheck(mlp)))
             if have_numdifftools and n <= 2_500:
                 methods.append(("numdifftools Gradient central", numdifftools_gradient(mlp)))
             with threadpool_limits(limits=p):
                 if torch is not None:
                     torch.set_num_threads(p)
+                seconds, extrapolated = time_fastgc(mlp, grads, p, limit, fastgc_budget,
+                                                    sample_seconds)
+                rows.append(Row(FASTGC, n, p, seconds, extrapolated))
                 for name, run in methods:
-                    guess = probe_seconds_per_index(run, n)
-                    seconds, extrapolated = timed_full_or_sampled(run, n, guess, budget)
-                    rows.append((name, n, p, seconds, extrapolated))
+                    seconds, extrapolated = timed_baseline(run, n, budget, sample_seconds)
+                    rows.append(Row(name, n, p, seconds, extrapolated))
             print(f"  measured n={n:,} at {p} thread(s) "
                   f"({time.perf_counter() - started_all:.0f} s so far)",
                   file=sys.stderr, flush=True)
-
-    print()
-    header = (f"{'method':<34} {'n':>8} {'thr':>3} {'seconds':>10} {'extrapolated':>12} "
-              f"{'x fastgc':>9} {'x T_lim':>8}")
-    print(header)
-    print("-" * len(header))
-    for name, n, p, seconds, extrapolated in rows:
-        print(f"{name:<34} {n:>8,} {p:>3} {seconds:>10.4g} {'yes' if extrapolated else 'no':>12} "
-              f"{seconds / fastgc_seconds[n, p]:>9.2f} {seconds / limits[n, p]:>8.2f}")
-
-    print()
-    if 1 in threads and 2 in threads:
-        for size in sizes:
-            n = _models.make_mlp(size).n
-            print(f"fastgc speedup 2 threads vs 1 at n={n:,}: "
-                  f"{fastgc_seconds[n, 1] / fastgc_seconds[n, 2]:.2f}x")
-    extras(threads)
-    for note in notes:
-        print("note:", note)
-    print(f"note: 'extrapolated' = timed on an evenly spaced sample of indices, scaled to all n "
-          f"(budget {budget:g} s per measurement); sampled scipy/torch/numdifftools runs "
-          "differentiate a sub-vector of theta, which evaluates the same full cost per index")
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"total {time.perf_counter() - started_all:.0f} s; load average {load:.2f} at the end "
-          "(other processes on the machine distort the thread scaling)")
-    return 0
+    return rows, cost_times, notes
 
 
 def extras(threads):
-    """Per-index overhead, compile time, import time and extra memory of fastgc."""
+    """Lines on fastgc's per-index overhead, extra memory, compile time and import time."""
+    lines = []
     cost = _models.trivial_cost()
     n = 1_000_000
     theta, grads = _models.trivial_problem(n)
     for p in threads:
         fastgc.check(cost, theta[:16], grads[:16], n_threads=p, progress=False)
         seconds = best_of(lambda: fastgc.check(cost, theta, grads, n_threads=p, progress=False))
-        print(f"per-index overhead (cost returning 0.5*theta[0]+1, n=1e6) at {p} thread(s): "
-              f"{seconds / n * 1e9:.0f} ns")
+        lines.append(f"per-index overhead of a whole check (cost returning 0.5*theta[0]+1, "
+                     f"n=1e6) at {p} thread(s): {seconds / n * 1e9:.0f} ns")
     for p in threads:
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
         fastgc.check(cost, theta, grads, n_threads=p, progress=False)
         peak = tracemalloc.get_traced_memory()[1] - base
         tracemalloc.stop()
-        print(f"extra memory of a check (NumPy allocations, n=1e6, float64) at {p} thread(s): "
-              f"{peak / (n * 8):.1f} x n x itemsize (goal <= {p + 4})")
+        lines.append(f"extra memory of a check (NumPy allocations, n=1e6, float64) at {p} "
+                     f"thread(s): {peak / (n * 8):.1f} x n x itemsize (goal <= {p + 4})")
     mlp = _models.make_mlp(100)
     result = fastgc.check(_models.fresh_numba_cost(), mlp.theta,
                           _models.numpy_grads(mlp.theta, *mlp.args), args=mlp.args,
                           progress=False)
-    print(f"compile time of a never-compiled njit cost (first check): "
-          f"{result.compile_seconds:.2f} s")
+    lines.append(f"compile time of a never-compiled njit cost (first check): "
+                 f"{result.compile_seconds:.2f} s")
     source = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "src")
     environment = dict(os.environ, PYTHONPATH=os.path.abspath(source) + os.pathsep
                        + os.environ.get("PYTHONPATH", ""))
@@ -346,7 +363,110 @@ def extras(threads):
                                               env=environment), 5)
 
     empty, with_import = python("pass"), python("import fastgc")
-    print(f"import fastgc: {with_import - empty:.3f} s (interpreter start excluded)")
+    lines.append(f"import fastgc: {with_import - empty:.3f} s (interpreter start excluded)")
+    return lines
+
+
+def summary(rows, cost_times, threads):
+    """Lines on the cost times and fastgc's thread scaling."""
+    fastgc_seconds = {(r.n, r.threads): r.seconds for r in rows if r.method == FASTGC}
+    lines = []
+    for n, t_J, t_numpy in cost_times:
+        lines.append(f"one cost evaluation on one core at n={n:,}: njit {t_J * 1e6:.1f} us "
+                     f"(t_J, compiled loop), NumPy {t_numpy * 1e6:.1f} us (from Python); "
+                     f"NumPy / njit = {t_numpy / t_J:.2f}")
+    if 1 in threads:
+        for n, _, _ in cost_times:
+            for p in threads:
+                if p > 1:
+                    lines.append(f"fastgc speedup {p} threads vs 1 at n={n:,}: "
+                                 f"{fastgc_seconds[n, 1] / fastgc_seconds[n, p]:.2f}x")
+    return lines
+
+
+def print_plain(rows):
+    fastgc_seconds = {(r.n, r.threads): r.seconds for r in rows if r.method == FASTGC}
+    limits = {(r.n, r.threads): r.seconds for r in rows if r.method == LIMIT}
+    header = (f"{'method':<34} {'n':>8} {'thr':>3} {'seconds':>10} {'extrapolated':>12} "
+              f"{'x fastgc':>9} {'x T_lim':>8}")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        key = (r.n, r.threads)
+        print(f"{r.method:<34} {r.n:>8,} {r.threads:>3} {r.seconds:>10.4g} "
+              f"{'yes' if r.extrapolated else 'no':>12} {r.seconds / fastgc_seconds[key]:>9.2f} "
+              f"{r.seconds / limits[key]:>8.2f}")
+
+
+def print_markdown(rows):
+    fastgc_seconds = {(r.n, r.threads): r.seconds for r in rows if r.method == FASTGC}
+    limits = {(r.n, r.threads): r.seconds for r in rows if r.method == LIMIT}
+    print("| method | params | threads | seconds | x fastgc | x T_lim |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        key = (r.n, r.threads)
+        seconds = ("~" if r.extrapolated else "") + f"{r.seconds:.3g}"
+        print(f"| {r.method} | {r.n:,} | {r.threads} | {seconds} | "
+              f"{r.seconds / fastgc_seconds[key]:.2f} | {r.seconds / limits[key]:.2f} |")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="100,2000,20000,200000")
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--budget", type=float, default=15.0,
+                        help="seconds a baseline may be predicted to run before it is stopped "
+                             "early and extrapolated (default 15)")
+    parser.add_argument("--fastgc-budget", type=float, default=200.0,
+                        help="seconds a full fastgc check may be predicted to take before it "
+                             "is timed on a sample of indices instead (default 200)")
+    parser.add_argument("--sample-seconds", type=float, default=5.0,
+                        help="about how long a stopped or sampled run lasts (default 5)")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the results as Markdown (a table and a list)")
+    options = parser.parse_args(argv)
+    sizes = [int(s) for s in options.sizes.split(",")]
+    threads = [int(t) for t in options.threads.split(",")]
+    unknown = [s for s in sizes if s not in _models.WIDTHS]
+    if unknown:
+        parser.error(f"--sizes must be among {sorted(_models.WIDTHS)}, got {unknown}")
+
+    load_start = load_average()
+    print(f"machine: {machine()}; load average {load_start:.2f} at start", file=sys.stderr,
+          flush=True)
+    started_all = time.perf_counter()
+    rows, cost_times, notes = measure(sizes, threads, options.budget, options.fastgc_budget,
+                                      options.sample_seconds, started_all)
+    lines = summary(rows, cost_times, threads) + extras(threads)
+    total = time.perf_counter() - started_all
+    notes.append("extrapolated: a baseline stopped after its first indices, or fastgc's kernel "
+                 "on an evenly spaced sample of indices, its time scaled to all n (every index "
+                 f"costs the same) from a run of about {options.sample_seconds:g} s; done when a "
+                 f"full run was predicted to exceed {options.budget:g} s (baselines) or "
+                 f"{options.fastgc_budget:g} s (fastgc)")
+    notes.append(f"total {total:.0f} s; load average {load_start:.2f} at the start, "
+                 f"{load_average():.2f} at the end (other processes distort thread scaling)")
+
+    if options.markdown:
+        print(f"Machine: {machine()}; load average {load_start:.2f} at the start.")
+        print()
+        print_markdown(rows)
+        print()
+        print("~ : extrapolated (see notes). T_lim = 2 n t_J / p, t_J = one compiled cost "
+              "evaluation on one core.")
+        print()
+        for line in lines + notes:
+            print(f"- {line}")
+    else:
+        print(f"machine: {machine()}")
+        print()
+        print_plain(rows)
+        print()
+        for line in lines:
+            print(line)
+        for note in notes:
+            print("note:", note)
+    return 0
 
 
 if __name__ == "__main__":

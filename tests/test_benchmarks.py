@@ -1,7 +1,8 @@
 """The asv suite in ``benchmarks/`` must import, name benchmarks, and run.
 
 A benchmark that fails to import or whose setup breaks is silently dropped by asv; these tests
-make such a breakage fail the test suite instead.
+make such a breakage fail the test suite instead. They also check that the benchmark model's three
+costs agree, and that ``benchmarks/compare.py`` measures, extrapolates and prints as it says.
 """
 
 import importlib
@@ -10,6 +11,7 @@ import pkgutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("numba")
@@ -70,3 +72,106 @@ def test_accuracy_benchmark_reports_a_correct_network(suite):
 def test_skipped_combinations_raise_not_implemented(suite):
     with pytest.raises(NotImplementedError):
         suite["bench_check"].TimeCheck().setup("python", 20_000, 1)
+
+
+# ---------------------------------------------------------------- the shared model
+
+@pytest.fixture(scope="module")
+def models(suite):
+    return importlib.import_module("benchmarks._models")
+
+
+@pytest.mark.parametrize("size", [100, 2_000])
+def test_the_three_costs_agree(models, size):
+    import ctypes
+
+    mlp = models.make_mlp(size)
+    expected = models.numpy_cost(mlp.theta, *mlp.args)
+    assert models.numba_cost()(mlp.theta, *mlp.args) == pytest.approx(expected, rel=1e-12)
+    packed = mlp.packed()
+    value = models.c_cost().ctypes(mlp.theta.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+                                   mlp.n, packed.ctypes.data_as(ctypes.c_void_p))
+    assert value == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_hand_written_gradient_is_the_cost_gradient(models):
+    mlp = models.make_mlp(100)
+    grads = models.numpy_grads(mlp.theta, *mlp.args)
+    cost = models.numba_cost()
+    for i in (0, 40, 72, 98):  # W1, b1, W2, b2
+        plus, minus = mlp.theta.copy(), mlp.theta.copy()
+        plus[i] += 1e-6
+        minus[i] -= 1e-6
+        approx = (cost(plus, *mlp.args) - cost(minus, *mlp.args)) / 2e-6
+        assert approx == pytest.approx(grads[i], rel=1e-5, abs=1e-9)
+
+
+def test_cost_times_are_one_evaluation(models):
+    mlp = models.make_mlp(100)
+    t_J = models.cost_seconds(mlp, seconds=0.02, rounds=2)
+    assert 0.0 < t_J < 1e-3
+    assert 0.0 < models.python_seconds(models.numpy_cost, mlp, seconds=0.01) < 1e-2
+
+
+# ---------------------------------------------------------------- compare.py
+
+@pytest.fixture(scope="module")
+def compare(suite):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fastgc_compare", SUITE / "compare.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[spec.name]
+
+
+def test_a_slow_baseline_is_stopped_and_extrapolated(compare):
+    import time
+
+    def baseline(n):  # 1 ms per index
+        def run(count):
+            time.sleep(0.001 * (n if count is None else count))
+
+        return run
+
+    seconds, extrapolated = compare.timed_baseline(baseline(1000), 1000, budget=0.05,
+                                                         sample_seconds=0.05)
+    assert extrapolated
+    assert 0.9 < seconds < 2.0
+    seconds, extrapolated = compare.timed_baseline(baseline(20), 20, budget=1.0,
+                                                         sample_seconds=0.05)
+    assert not extrapolated
+    assert 0.015 < seconds < 0.2
+
+
+def test_stopped_baselines_run_their_first_indices(compare, models):
+    mlp = models.make_mlp(100)
+    grads = models.numpy_grads(mlp.theta, *mlp.args)
+    approx = compare.course_loop(mlp)(5)
+    np.testing.assert_allclose(approx, grads[:5], rtol=1e-5, atol=1e-8)
+    assert compare.scipy_3_point(mlp)(3) is None  # stopped by the evaluation count
+    full = compare.scipy_3_point(mlp)(None)
+    np.testing.assert_allclose(full, grads, rtol=1e-5, atol=1e-8)
+
+
+def test_compare_measures_and_prints_markdown(compare, capsys):
+    import time
+
+    rows, cost_times, _ = compare.measure([100], [1], budget=0.5, fastgc_budget=5.0,
+                                          sample_seconds=0.1, started_all=time.perf_counter())
+    methods = {row.method for row in rows}
+    assert {compare.FASTGC, compare.LIMIT, "course loop (NumPy)"} <= methods
+    assert all(row.seconds > 0 and not row.extrapolated for row in rows)
+    assert cost_times[0][0] == 99
+    capsys.readouterr()
+    compare.print_markdown(rows)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "| method | params | threads | seconds | x fastgc | x T_lim |"
+    assert len(lines) == 2 + len(rows)
+    assert all(line.count("|") == 7 for line in lines)
+    assert any(line.startswith("| fastgc (numba) | 99 | 1 |") and "| 1.00 |" in line
+               for line in lines)

@@ -11,7 +11,9 @@ row-major order. The parameter count is set by the layer widths (:data:`WIDTHS`)
 Three versions of the same cost are provided:
 
 - :func:`numba_cost`: an ``@numba.njit`` ``cost(theta, widths, X, labels)`` (fastgc's numba
-  engine, and the one-core cost time ``t_J`` of the physical limit);
+  engine, and the one-core cost time ``t_J`` of the physical limit, :func:`cost_seconds`), written
+  as a Numba user would for speed: each ``W`` a reshaped slice of theta multiplied with ``@``
+  (BLAS), bias and ReLU added in one in-place pass, log-sum-exp fused per example;
 - :func:`numpy_cost`: the same arithmetic with NumPy matrix products, as a course would write
   it (the course loop, SciPy, numdifftools, the Python engine);
 - :func:`c_cost`: a Numba ``@cfunc`` with the C signature fastgc's Cython engine calls without
@@ -155,31 +157,28 @@ def _numba_functions():
     def cost(theta, widths, X, labels):
         m = X.shape[1]
         n_layers = widths.shape[0] - 1
-        A = X.copy()
+        A = X
         offset = 0
         for layer in range(n_layers):
             n_in, n_out = widths[layer], widths[layer + 1]
-            Z = np.empty((n_out, m))
-            bias = offset + n_out * n_in
+            # A contiguous slice of a contiguous theta, reshaped: a C-contiguous float64 matrix,
+            # so ``@`` is one BLAS dgemm (through SciPy).
+            W = theta[offset : offset + n_out * n_in].reshape((n_out, n_in))
+            offset += n_out * n_in
+            Z = W @ A
+            # The bias and, on hidden layers, the ReLU in one pass over Z, in place.
+            hidden = layer < n_layers - 1
             for j in range(n_out):
+                b = theta[offset + j]
                 row = Z[j]
-                b = theta[bias + j]
                 for e in range(m):
-                    row[e] = b
-                start = offset + j * n_in
-                for k in range(n_in):
-                    w = theta[start + k]
-                    source = A[k]
-                    for e in range(m):
-                        row[e] += w * source[e]
-                if layer < n_layers - 1:
-                    for e in range(m):
-                        if row[e] < 0.0:
-                            row[e] = 0.0
+                    z = row[e] + b
+                    row[e] = 0.0 if hidden and z < 0.0 else z
+            offset += n_out
             A = Z
-            offset = bias + n_out
-        total = 0.0
+        # Log-sum-exp and the label's logit, one example (column) at a time, no temporaries.
         n_classes = A.shape[0]
+        total = 0.0
         for e in range(m):
             top = A[0, e]
             for j in range(1, n_classes):
@@ -190,6 +189,20 @@ def _numba_functions():
                 s += np.exp(A[j, e] - top)
             total += np.log(s) + top - A[int(labels[e]), e]
         return total / m
+
+    @numba.njit(nogil=True)
+    def repeat_cost(cost, theta, args, count):
+        """``count`` evaluations of ``cost`` from compiled code, as fastgc's kernel makes them
+        (one entry of theta nudged and restored around each); the sum of the values."""
+        total = 0.0
+        n = theta.shape[0]
+        for k in range(count):
+            i = (k * 7919) % n
+            saved = theta[i]
+            theta[i] = saved + 1e-7
+            total += cost(theta, *args)
+            theta[i] = saved
+        return total
 
     signature = numba.float64(numba.types.CPointer(numba.float64), numba.intp, numba.types.voidptr)
 
@@ -208,7 +221,7 @@ def _numba_functions():
         theta = numba.carray(theta_pointer, n)
         return cost(theta, widths, X, labels)
 
-    return cost, c_cost
+    return cost, c_cost, repeat_cost
 
 
 def numba_cost():
@@ -228,20 +241,54 @@ def fresh_numba_cost():
     return numba.njit(nogil=True)(numba_cost().py_func)
 
 
-def cost_seconds(mlp: MLP, seconds: float = 0.2, repeats: int = 2000) -> float:
-    """Best time of one compiled cost evaluation on one core (``t_J``), warmed up first."""
-    cost = numba_cost()
+def cost_seconds(mlp: MLP, seconds: float = 0.2, rounds: int = 5) -> float:
+    """``t_J``: one evaluation of :func:`numba_cost` on one core, as fastgc's kernel makes it.
+
+    The cost is called from a compiled loop (no Python call per evaluation, which at ~100
+    parameters would cost as much as the evaluation), with BLAS capped at one thread. The loop
+    is warmed up, sized to last about ``seconds / rounds``, and the best of ``rounds`` runs is
+    divided by its length.
+    """
+    from threadpoolctl import threadpool_limits
+
+    cost, repeat_cost = numba_cost(), _numba_functions()[2]
     theta = mlp.theta.copy()
     args = mlp.args
-    cost(theta, *args)
-    best = float("inf")
-    deadline = time.perf_counter() + seconds
-    for _ in range(repeats):
+
+    def run(count: int) -> float:
         started = time.perf_counter()
+        repeat_cost(cost, theta, args, count)
+        return time.perf_counter() - started
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        run(2)
+        count = 1
+        while True:
+            elapsed = run(count)
+            if elapsed >= seconds / rounds / 2 or count >= 1 << 24:
+                break
+            count *= 2
+        best = min([elapsed] + [run(count) for _ in range(rounds)])
+    return best / count
+
+
+def python_seconds(cost, mlp: MLP, seconds: float = 0.2) -> float:
+    """Best time of one call ``cost(theta, *mlp.args)`` from Python, BLAS capped at one thread
+    (the one-core time of a NumPy cost, as the course loop and SciPy call it)."""
+    from threadpoolctl import threadpool_limits
+
+    theta = mlp.theta.copy()
+    args = mlp.args
+    with threadpool_limits(limits=1, user_api="blas"):
         cost(theta, *args)
-        best = min(best, time.perf_counter() - started)
-        if started > deadline:
-            break
+        best = float("inf")
+        deadline = time.perf_counter() + seconds
+        calls = 0
+        while calls < 5 or time.perf_counter() < deadline:
+            started = time.perf_counter()
+            cost(theta, *args)
+            best = min(best, time.perf_counter() - started)
+            calls += 1
     return best
 
 
