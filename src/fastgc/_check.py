@@ -179,10 +179,15 @@ def check(
         crossed = signature_crossing(signature, _structure_for(cost_), theta)
     probe, cost_near = _probers(cost_, theta)
     sample = np.unique(np.linspace(0, layout.size - 1, min(4, layout.size)).astype(np.int64))
+    measured: list[float] = []
+
+    def measure() -> float:
+        measured.append(measure_roundoff(cost_near, cost_at_theta, sample, steps))
+        return measured[-1]
+
     diagnosis = diagnose(
         approx, dtheta, layout, steps, cost_at_theta, thresholds, norms,
-        probe=probe, crossed=crossed,
-        measured_roundoff=measure_roundoff(cost_near, cost_at_theta, sample, steps),
+        probe=probe, crossed=crossed, measure_roundoff=measure,
     )
     return CheckResult(
         verdict=diagnosis.verdict,
@@ -198,7 +203,9 @@ def check(
         n_threads=n_chunks,
         seconds=time.perf_counter() - started - compile_seconds,
         compile_seconds=compile_seconds,
-        n_evaluations=2 * layout.size + 3 + 8 * sample.size + diagnosis.n_evaluations,
+        n_evaluations=(
+            2 * layout.size + 3 + 8 * sample.size * len(measured) + diagnosis.n_evaluations
+        ),
         labels=diagnosis.labels,
         corrected=diagnosis.corrected,
         _scores=diagnosis.scores,

@@ -279,7 +279,7 @@ def diagnose(
     block_norms: np.ndarray,
     probe: Callable[[int, float], tuple[float, float, float, float]] | None,
     crossed: Callable[[int, float], bool] | None = None,
-    measured_roundoff: float = 0.0,
+    measure_roundoff: Callable[[], float] | None = None,
 ) -> Diagnosis:
     """Verdicts per parameter and overall; see the module docstring for the method.
 
@@ -287,10 +287,14 @@ def diagnose(
     scores it returns, memory stays bounded whatever the size of theta.
     """
     correct, bug = effective_thresholds(thresholds, layout.dtype)
-    noise = Noise.estimate(cost_at_theta, layout.dtype, measured_roundoff)
+    noise = Noise.estimate(cost_at_theta, layout.dtype, 0.0)
+    flagged, ratio = _flag(approx, dtheta, steps, correct, noise.bound)
+    if flagged.size and measure_roundoff is not None:
+        # A measured round-off can only raise the floor and clear components, so it is
+        # needed only when some disagree.
+        noise = Noise.estimate(cost_at_theta, layout.dtype, measure_roundoff())
+        flagged, ratio = _flag(approx, dtheta, steps, correct, noise.bound)
     floor_scale = noise.bound  # the noise floor of component i is this / h_i
-
-    flagged, ratio = _flag(approx, dtheta, steps, correct, floor_scale)
     labels: dict[int, str] = {}
     corrected: dict[int, float] = {}
     unjudged: set[int] = set()

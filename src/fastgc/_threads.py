@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import math
 import numbers
 import os
@@ -43,6 +44,7 @@ def usable_threads() -> int:
     return max(1, count)
 
 
+@functools.lru_cache(maxsize=1)
 def _cgroup_cpu_quota() -> int | None:
     try:
         with open("/sys/fs/cgroup/cpu.max") as handle:
