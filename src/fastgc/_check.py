@@ -177,17 +177,12 @@ def check(
     crossed = None
     if signature is not None:
         crossed = signature_crossing(signature, _structure_for(cost_), theta)
-    probe, cost_near = _probers(cost_, theta)
+    prober = _Prober(cost_, theta)
     sample = np.unique(np.linspace(0, layout.size - 1, min(4, layout.size)).astype(np.int64))
-    measured: list[float] = []
-
-    def measure() -> float:
-        measured.append(measure_roundoff(cost_near, cost_at_theta, sample, steps))
-        return measured[-1]
-
     diagnosis = diagnose(
         approx, dtheta, layout, steps, cost_at_theta, thresholds, norms,
-        probe=probe, crossed=crossed, measure_roundoff=measure,
+        probe=prober.probe, crossed=crossed,
+        measure_roundoff=lambda: measure_roundoff(prober.near, cost_at_theta, sample, steps),
     )
     return CheckResult(
         verdict=diagnosis.verdict,
@@ -203,9 +198,7 @@ def check(
         n_threads=n_chunks,
         seconds=time.perf_counter() - started - compile_seconds,
         compile_seconds=compile_seconds,
-        n_evaluations=(
-            2 * layout.size + 3 + 8 * sample.size * len(measured) + diagnosis.n_evaluations
-        ),
+        n_evaluations=2 * layout.size + 3 + prober.evaluations,
         labels=diagnosis.labels,
         corrected=diagnosis.corrected,
         _scores=diagnosis.scores,
@@ -467,42 +460,41 @@ def _check_restored(work: np.ndarray, theta: np.ndarray, layout: Layout) -> None
             )
 
 
-def _probers(
-    cost: Cost, theta: np.ndarray
-) -> tuple[Callable[[int, float], tuple[float, float, float, float]], Callable[[int, float], float]]:
+class _Prober:
     """Serial evaluations around theta for the diagnosis, restoring theta exactly each time.
 
     ``theta`` is fastgc's own flattened copy, so it serves as the buffer: no n-sized copy.
-    ``probe(i, s)``: J at theta[i] +/- s and the steps represented; ``cost_near(i, d)``: J with
-    theta[i] moved by d.
     """
-    probe_theta = theta
 
-    def evaluate(i: int) -> float:
+    def __init__(self, cost: Cost, theta: np.ndarray) -> None:
+        self.cost, self.theta, self.evaluations = cost, theta, 0
+
+    def _evaluate(self, i: int) -> float:
+        self.evaluations += 1
         try:
-            return cost_value(cost.call(probe_theta), cost.layout, i)
+            return cost_value(self.cost.call(self.theta), self.cost.layout, i)
         except Exception:  # a cost defined only near theta: this point tells nothing
             return float("nan")
 
-    def probe(i: int, step: float) -> tuple[float, float, float, float]:
-        saved = probe_theta[i]
+    def probe(self, i: int, step: float) -> tuple[float, float, float, float]:
+        """J at theta[i] + step and theta[i] - step, and the two steps as represented."""
+        theta, saved = self.theta, self.theta[i]
         try:
-            probe_theta[i] = saved + np.float64(step)
-            up = float(probe_theta[i]) - float(saved)
-            plus = evaluate(i)
-            probe_theta[i] = saved - np.float64(step)
-            down = float(saved) - float(probe_theta[i])
-            minus = evaluate(i)
+            theta[i] = saved + np.float64(step)
+            up = float(theta[i]) - float(saved)
+            plus = self._evaluate(i)
+            theta[i] = saved - np.float64(step)
+            down = float(saved) - float(theta[i])
+            minus = self._evaluate(i)
         finally:
-            probe_theta[i] = saved
+            theta[i] = saved
         return plus, minus, up, down
 
-    def cost_near(i: int, offset: float) -> float:
-        saved = probe_theta[i]
+    def near(self, i: int, offset: float) -> float:
+        """J with theta[i] moved by ``offset``."""
+        theta, saved = self.theta, self.theta[i]
         try:
-            probe_theta[i] = saved + np.float64(offset)
-            return evaluate(i)
+            theta[i] = saved + np.float64(offset)
+            return self._evaluate(i)
         finally:
-            probe_theta[i] = saved
-
-    return probe, cost_near
+            theta[i] = saved

@@ -266,7 +266,6 @@ class Diagnosis:
     scores: np.ndarray
     noise_floor: float
     thresholds: tuple[float, float]
-    n_evaluations: int
 
 
 def diagnose(
@@ -309,7 +308,6 @@ def diagnose(
     bugs_per_block = np.zeros(len(layout.names), dtype=np.int64)
     examined_blocks_cleared: set[int] = set()
     examined: set[int] = set()
-    n_evaluations = 0
     if probe is not None and candidates.size:
         for i in _select(candidates, candidate_ratio, layout, budget):
             i, block = int(i), int(layout.block_of(i))
@@ -319,7 +317,6 @@ def diagnose(
             result = reexamine(
                 i, float(dtheta[i]), steps.at(i), probe, cost_at_theta, noise, correct, crossed
             )
-            n_evaluations += 12
             labels[i] = result.label.value
             corrected[i] = result.estimate
             # Agreement at another step is agreement within that estimate's own uncertainty;
@@ -378,7 +375,6 @@ def diagnose(
         scores=scores,
         noise_floor=floor_scale / steps.typical,
         thresholds=(correct, bug),
-        n_evaluations=n_evaluations,
     )
 
 
