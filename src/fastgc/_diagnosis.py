@@ -198,11 +198,13 @@ def reexamine(
     if crossed is not None:
         kinked = crossed(i, step) or crossed(i, 0.5 * step)
     else:
-        # Smooth: both sides drift alike (by about J'' s). A kink crossed on one side makes
-        # that side drift far more than the other.
+        # Smooth: both sides drift alike (by about J'' s), and the gap between them shrinks
+        # with the step. A kink crossed on one side makes that side drift far more than the
+        # other; a kink at theta itself leaves a gap that does not shrink.
+        gap_near, gap_far = abs(plus[0.25] - minus[0.25]), abs(plus[1.0] - minus[1.0])
         kinked = max(forward_drift, backward_drift) > (
             4.0 * min(forward_drift, backward_drift) + 4.0 * roundoff
-        )
+        ) or (gap_near > 3.0 * roundoff and gap_near > 0.5 * gap_far)
 
     def agrees(value: float, uncertainty: float, target: float) -> bool:
         return abs(value - target) <= rtol * (abs(value) + abs(target)) + 3.0 * uncertainty
@@ -240,8 +242,14 @@ def reexamine(
             return Reexamination(Label.LIKELY_BUG, min(sharp_sides, key=lambda s: s[1])[0])
         # One sharp side could itself sit on a kink closer than h/4: no verdict either way.
         return Reexamination(Label.NOISE, analytic)
-    best, best_uncertainty, _ = min(candidates[:2], key=lambda c: c[1])
-    if abs(best - analytic) > 3.0 * best_uncertainty + rtol * (abs(best) + abs(analytic)):
+    # A likely bug: the small-step estimates agree with one another far better than any of
+    # them agrees with backprop, and the miss is well above typical round-off.
+    best = richardson(1.0)
+    best_uncertainty = 3.0 * one_ulp / step + abs(richardson(1.0) - richardson(2.0)) / 15.0
+    nearby = [richardson(0.5), best, central(0.25), central(0.5)]
+    spread = max(nearby) - min(nearby)
+    miss = abs(best - analytic)
+    if miss > 3.0 * best_uncertainty + rtol * (abs(best) + abs(analytic)) and miss > 2.0 * spread:
         return Reexamination(Label.LIKELY_BUG, best)
     return Reexamination(Label.NOISE, analytic)
 
