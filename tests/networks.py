@@ -666,6 +666,14 @@ def kinked_cases(seeds=range(4)) -> list:
                 cases.append(net.case(None, (), dtype))
                 for bug in bugs:
                     cases.append(net.case(bug, {bug.split("_")[0][1:]}, dtype))
+    # Wider layers and a batch of 64 in float32: many kinks at once, and more round-off.
+    for seed, act, loss, sizes in ((1, "relu", "ce", [20, 32, 16, 5]),
+                                   (6, "leaky", "bce", [20, 32, 16, 1])):
+        net = _MLP(f"kinked_wide_{act}_{loss}_{seed}", sizes=sizes, act=act, loss=loss, m=64,
+                   seed=2000 + seed, lam=0.5 if seed % 2 else 0.0, kink_margin=0.0,
+                   w_scale=1.5)
+        cases.append(net.case(None, (), F32))
+        cases.append(net.case("dW1_single_entry_10pct", {"W1"}, F32))
     return cases
 
 

@@ -249,7 +249,7 @@ def reexamine(
     nearby = [richardson(0.5), best, central(0.25), central(0.5)]
     spread = max(nearby) - min(nearby)
     miss = abs(best - analytic)
-    if miss > 3.0 * best_uncertainty + rtol * (abs(best) + abs(analytic)) and miss > 2.0 * spread:
+    if miss > 3.0 * best_uncertainty + rtol * (abs(best) + abs(analytic)) and miss > 4.0 * spread:
         return Reexamination(Label.LIKELY_BUG, best)
     return Reexamination(Label.NOISE, analytic)
 
