@@ -326,7 +326,8 @@ def diagnose(
                 i, float(dtheta[i]), steps.at(i), probe, cost_at_theta, noise, correct, crossed
             )
             labels[i] = result.label.value
-            corrected[i] = result.estimate
+            if result.label not in (Label.KINK, Label.NOISE):  # these have no better estimate
+                corrected[i] = result.estimate
             # Agreement at another step is agreement within that estimate's own uncertainty;
             # kinks and noise cannot be judged: none of them counts against the block.
             if result.label is Label.LIKELY_BUG:

@@ -27,7 +27,7 @@ def format_report(result: "CheckResult", n_worst: int = 10) -> str:
     if result.verdict.value != "correct" and top:
         c = top[0]
         lines.append(
-            f"  look first at {worst_parameter.name}: difference "
+            f"  look first at {worst_parameter.name}: adjusted difference "
             f"{worst_parameter.adjusted_difference:.3e}; worst component {c.name}{_index(c.index)}"
             f" numeric {c.numeric:+.6e} vs analytic {c.analytic:+.6e}"
         )
