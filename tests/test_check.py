@@ -186,3 +186,37 @@ def test_progress_bar_shows_and_changes_nothing(engine, mlp, capsys):
     assert "fastgc:" in err and f"/{quiet.layout.size} " in err  # a bar over all components
     np.testing.assert_array_equal(shown.approx, quiet.approx)
     assert shown.verdict == quiet.verdict
+
+
+class StatefulModel:
+    """A model that keeps its activations between forward and loss, as layer classes do."""
+
+    def __init__(self, X, Y):
+        self.X, self.Y = X, Y
+
+    def forward(self, params):
+        self.A1 = np.tanh(params["W1"] @ self.X + params["b1"])
+        self.Z2 = params["W2"] @ self.A1 + params["b2"]
+
+    def loss(self):
+        Z2 = self.Z2 - self.Z2.max(axis=0, keepdims=True)
+        log_probs = Z2 - np.log(np.exp(Z2).sum(axis=0, keepdims=True))
+        return float(-np.sum(self.Y * log_probs) / self.X.shape[1])
+
+    def cost(self, params):
+        self.forward(params)
+        return self.loss()
+
+
+def test_python_cost_runs_on_one_thread_unless_asked(mlp):
+    params, X, Y = mlp
+    grads = models.grads(params, X, Y)
+    model = StatefulModel(X, Y)
+    result = fastgc.check(model.cost, params, grads, progress=False)
+    assert result.n_threads == 1 and result.verdict == "correct"
+    with fastgc.threads(2):
+        asked = fastgc.check(models.cost, params, grads, args=(X, Y), progress=False)
+    usable = fastgc._threads.usable_threads()
+    assert asked.n_threads == (min(2, usable) if asked.engine != "python" else 1)
+    np.testing.assert_array_equal(asked.approx, fastgc.check(
+        models.cost, params, grads, args=(X, Y), progress=False).approx)

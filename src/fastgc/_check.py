@@ -88,7 +88,9 @@ def check(
         suspicious. For float32 they are raised to what that precision can attain.
     n_threads : int, optional
         None: the default (:func:`set_num_threads`, ``FASTGC_NUM_THREADS``, else all usable
-        cores); negative counts back from the maximum (-1 = all); 0 is an error.
+        cores for a compiled cost and 1 for a Python callable, which may keep state between
+        calls and mostly holds the GIL); negative counts back from the maximum (-1 = all); 0 is
+        an error. A Python cost run on several threads must be thread-safe.
     engine : {"auto", "numba", "cython", "python"}, optional
         Default: ``FASTGC_ENGINE``, else auto (numba for an njit cost, then cython, then python).
     progress : bool, optional
@@ -156,7 +158,9 @@ def check(
             )
         engine = "python"
     dtheta = _analytic_gradients(grads, theta, layout, args)
-    n_threads = resolve_n_threads(n_threads)
+    # A Python cost may keep state between calls (a layer caching its activations), so it
+    # runs on several threads only when a count was asked for.
+    n_threads = resolve_n_threads(n_threads, unset=1 if cost_.kind == "python" else None)
     engine_name = resolve_engine(engine, cost_)
     parallel = _parallel_allowed(engine_name)
     n_chunks = chunk_count(engine_name, n_threads) if parallel else 1

@@ -1,7 +1,8 @@
 """The thread count: its one meaning, the global default, and the thread state of a run.
 
 ``n_threads`` means: None, the default (``fastgc.set_num_threads``, ``fastgc.threads``, the
-``FASTGC_NUM_THREADS`` environment variable, else every usable core); a positive int, that many
+``FASTGC_NUM_THREADS`` environment variable, else every usable core for a compiled cost and one
+thread for a Python callable, which may keep state between calls); a positive int, that many
 threads; a negative int counts back from the usable maximum (-1 = all, -2 = all but one); 0 is
 an error; a count above the usable maximum is clamped to it with a :class:`FastGCWarning`.
 "Usable" respects the CPU affinity mask, the cgroup CPU quota and ``NUMBA_NUM_THREADS`` /
@@ -69,14 +70,18 @@ def _validate(n_threads: object, name: str = "n_threads") -> int:
     return int(n_threads)
 
 
-def resolve_n_threads(n_threads: int | None = None) -> int:
-    """The number of threads a run will use, following the documented meaning."""
+def resolve_n_threads(n_threads: int | None = None, unset: int | None = None) -> int:
+    """The number of threads a run will use, following the documented meaning.
+
+    ``unset`` replaces "every usable core" when no count was given anywhere (argument,
+    ``set_num_threads``/``threads``, ``FASTGC_NUM_THREADS``).
+    """
     if n_threads is None:
         n_threads = _default.get()
     if n_threads is None:
         n_threads = _environment_default()
     if n_threads is None:
-        return usable_threads()
+        return usable_threads() if unset is None else unset
     n_threads = _validate(n_threads)
     maximum = usable_threads()
     if n_threads < 0:
