@@ -72,7 +72,7 @@ def run(print_: Callable[[str], None] = print, n_threads: int | None = None) -> 
     for title, buggy in (("correct backprop", False), ("backprop with the course's bugs", True)):
         started = time.perf_counter()
         result = fastgc.check(
-            cost, params, lambda p, X, Y: backprop(p, X, Y, buggy), args=(X, Y),
+            cost, params, lambda p, X, Y, buggy=buggy: backprop(p, X, Y, buggy), args=(X, Y),
             n_threads=n_threads,
         )
         elapsed = time.perf_counter() - started
