@@ -7,6 +7,7 @@ import importlib
 import math
 import numbers
 import time
+import weakref
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -172,7 +173,7 @@ def check(
     run = make_runner(engine_name, cost_, work, parallel)
     approx = np.empty(layout.size, dtype=np.float64)
     with _thread_state(engine_name, n_chunks):
-        compile_seconds += _warm_up(run, engine_name, n_chunks)
+        compile_seconds += _warm_up(run, engine_name, cost_, work, parallel)
         _run_rounds(run, cost_, theta, work, steps, approx, seconds_per_cost, progress)
     del run, work  # free the per-thread copies before the diagnosis allocates
 
@@ -182,11 +183,14 @@ def check(
     if signature is not None:
         crossed = signature_crossing(signature, _structure_for(cost_), theta)
     prober = _Prober(cost_, theta)
-    sample = np.unique(np.linspace(0, layout.size - 1, min(4, layout.size)).astype(np.int64))
+
+    def roundoff() -> float:
+        sample = np.unique(np.linspace(0, layout.size - 1, min(4, layout.size)).astype(np.int64))
+        return measure_roundoff(prober.near, cost_at_theta, sample, steps)
+
     diagnosis = diagnose(
         approx, dtheta, layout, steps, cost_at_theta, thresholds, norms,
-        probe=prober.probe, crossed=crossed,
-        measure_roundoff=lambda: measure_roundoff(prober.near, cost_at_theta, sample, steps),
+        probe=prober.probe, crossed=crossed, measure_roundoff=roundoff,
     )
     return CheckResult(
         verdict=diagnosis.verdict,
@@ -202,7 +206,7 @@ def check(
         n_threads=n_chunks,
         seconds=time.perf_counter() - started - compile_seconds,
         compile_seconds=compile_seconds,
-        n_evaluations=2 * layout.size + 3 + prober.evaluations,
+        n_evaluations=2 * layout.size + 2 + prober.evaluations,
         labels=diagnosis.labels,
         corrected=diagnosis.corrected,
         _scores=diagnosis.scores,
@@ -301,7 +305,7 @@ def _baseline(cost: Cost, theta: np.ndarray) -> tuple[float, float, float]:
     timings: list[float] = []
     values: list[float] = []
     value = float("nan")
-    for _ in range(3):
+    for _ in range(2):  # the first may compile; both must agree
         probe = theta.copy()
         started = time.perf_counter()
         try:
@@ -334,20 +338,47 @@ def _baseline(cost: Cost, theta: np.ndarray) -> tuple[float, float, float]:
     return value, seconds, compile_seconds
 
 
-def _warm_up(run: Callable, engine: str, n_chunks: int) -> float:
+# Per njit cost, the argument types its check kernels were compiled for in this process: a
+# check that finds its types here skips the warm-up call (a parallel launch that does nothing).
+_compiled: "weakref.WeakKeyDictionary[Any, set]" = weakref.WeakKeyDictionary()
+
+
+def _type_key(value: Any) -> Any:
+    """What decides Numba's compiled specialisation for an argument, cheaply: dtype, rank,
+    memory layout and flags of arrays, element keys of tuples, the type of anything else."""
+    if isinstance(value, np.ndarray):
+        flags = value.flags
+        return (value.dtype.str, value.ndim, flags.c_contiguous, flags.f_contiguous,
+                flags.writeable, flags.aligned)
+    if isinstance(value, tuple):
+        return (type(value), tuple(_type_key(item) for item in value))
+    return type(value)
+
+
+def _warm_up(
+    run: Callable, engine: str, cost: Cost, work: np.ndarray, parallel: bool
+) -> float:
     """Compile the engine's kernels for this cost before timing and progress start."""
     if engine != "numba":
         return 0.0
+    key = (_type_key(cost.args), _type_key(work), parallel)
+    try:
+        seen = _compiled.setdefault(cost.function, set())
+    except TypeError:  # not weakly referenceable: warm up every time
+        seen = set()
+    if key in seen:
+        return 0.0
     started = time.perf_counter()
     empty = np.empty(0)
-    block_norms(engine, empty, empty, np.zeros(1, dtype=np.int64))
+    block_norms("numba", empty, empty, np.zeros(1, dtype=np.int64))
     try:
-        run(np.empty(0, dtype=np.int64), empty, empty, np.empty(n_chunks, dtype=np.int64))
+        run(np.empty(0, dtype=np.int64), empty, empty, np.empty(work.shape[0], dtype=np.int64))
     except Exception as error:
         raise CostError(
             "Numba could not compile the check around this cost (are all args arrays, "
             f"numbers or tuples of them, and does the cost return a float?): {error}"
         ) from error
+    seen.add(key)
     return time.perf_counter() - started
 
 
@@ -453,9 +484,12 @@ def _describe_failure(cost: Cost, theta: np.ndarray, i: int, step: float) -> Non
 
 def _check_restored(work: np.ndarray, theta: np.ndarray, layout: Layout) -> None:
     integer = np.dtype(f"u{theta.dtype.itemsize}")
-    for row in work:
-        changed = np.flatnonzero(row.view(integer) != theta.view(integer))
-        if changed.size:
+    differs = work.view(integer) != theta.view(integer)  # bitwise: -0.0 and NaN payloads count
+    if differs.any():
+        for row in differs:
+            changed = np.flatnonzero(row)
+            if not changed.size:
+                continue
             name, index = layout.locate(int(changed[0]))
             raise CostError(
                 f"the cost wrote into the parameters it was given (params[{name!r}]{list(index)} "

@@ -16,7 +16,9 @@ small blocks, raises false alarms in float32 and on zero gradients, and is blind
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import bisect
+import math
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -55,6 +57,11 @@ class StepRule:
         if not self.relative:
             return np.full(stop - start, self.eps)
         return self.eps * np.maximum(1.0, np.abs(self.theta[start:stop].astype(np.float64)))
+
+    def over(self, start: int, stop: int) -> float | np.ndarray:
+        """The steps of components ``start`` to ``stop``, as one float when they are all equal
+        (it broadcasts, and saves building an array)."""
+        return self.eps if not self.relative else self(start, stop)
 
     def take(self, indices: np.ndarray) -> np.ndarray:
         """float64 steps of the components ``indices``."""
@@ -302,10 +309,87 @@ def diagnose(
         noise = Noise.estimate(cost_at_theta, layout.dtype, measure_roundoff())
         flagged, ratio = _flag(approx, dtheta, steps, correct, noise.bound)
     floor_scale = noise.bound  # the noise floor of component i is this / h_i
-    labels: dict[int, str] = {}
-    corrected: dict[int, float] = {}
-    unjudged: set[int] = set()
-    likely_bug: set[int] = set()
+    findings = _Findings()
+    if flagged.size:
+        findings = _reexamine_flagged(
+            flagged, ratio, approx, dtheta, layout, steps, cost_at_theta, noise, correct,
+            probe, crossed,
+        )
+    labels, corrected = findings.labels, findings.corrected
+    unjudged, likely_bug = findings.unjudged, findings.likely_bug
+
+    sparse = _Sparse(corrected, unjudged)
+    scores, sums = _score(approx, dtheta, steps, floor_scale, sparse, layout.offsets)
+    disagreeing = np.bincount(layout.block_of(flagged), minlength=len(layout.names))
+    worst_bug_score: dict[int, float] = {}
+    for i in likely_bug:
+        block = int(layout.block_of(i))
+        worst_bug_score[block] = max(worst_bug_score.get(block, 0.0), float(scores[i]))
+    per_parameter = {}
+    for k, (name, shape) in enumerate(zip(layout.names, layout.shapes)):
+        if sums.n_non_finite[k]:
+            adjusted, verdict = float("inf"), Verdict.BUG
+        else:
+            adjusted = _lecture(*sums.squares[k])
+            verdict = _verdict(adjusted, correct, bug)
+            if k in worst_bug_score:
+                verdict = worst_verdict([verdict, _verdict(worst_bug_score[k], correct, bug)])
+        per_parameter[name] = ParameterReport(
+            name=name,
+            shape=tuple(shape),
+            difference=_lecture(*block_norms[k]),
+            adjusted_difference=adjusted,
+            verdict=verdict,
+            max_abs_error=float(sums.max_error[k]),
+            worst_index=(
+                layout.locate(int(sums.worst[k]))[1] if layout.offsets[k + 1] > layout.offsets[k]
+                else ()  # an empty parameter has no worst component
+            ),
+            n_disagreeing=int(disagreeing[k]),
+            n_non_finite=int(sums.n_non_finite[k]),
+        )
+    any_non_finite = bool(sums.n_non_finite.any())
+    totals = sums.squares.sum(axis=0)
+    overall = Verdict.BUG if any_non_finite else _verdict(_lecture(*totals), correct, bug)
+    overall = worst_verdict([overall] + [p.verdict for p in per_parameter.values()])
+    return Diagnosis(
+        verdict=overall,
+        per_parameter=per_parameter,
+        labels=labels,
+        corrected={i: v for i, v in corrected.items() if np.isfinite(dtheta[i])},
+        scores=scores,
+        noise_floor=floor_scale / steps.typical,
+        thresholds=(correct, bug),
+    )
+
+
+@dataclass
+class _Findings:
+    """What re-examining the disagreeing components found."""
+
+    labels: dict[int, str] = field(default_factory=dict)
+    corrected: dict[int, float] = field(default_factory=dict)  # better numeric estimates
+    unjudged: set[int] = field(default_factory=set)  # cleared, kinked or too noisy to count
+    likely_bug: set[int] = field(default_factory=set)
+
+
+def _reexamine_flagged(
+    flagged: np.ndarray,
+    ratio: np.ndarray,
+    approx: np.ndarray,
+    dtheta: np.ndarray,
+    layout: Layout,
+    steps: StepRule,
+    cost_at_theta: float,
+    noise: Noise,
+    correct: float,
+    probe: Callable[[int, float], tuple[float, float, float, float]] | None,
+    crossed: Callable[[int, float], bool] | None,
+) -> _Findings:
+    """Label the flagged components, re-examining the most disagreeing within a budget."""
+    findings = _Findings()
+    labels, corrected = findings.labels, findings.corrected
+    unjudged, likely_bug = findings.unjudged, findings.likely_bug
     finite_flagged = np.isfinite(dtheta[flagged])
     for i in flagged[~finite_flagged]:
         labels[int(i)] = Label.NON_FINITE.value
@@ -341,50 +425,7 @@ def diagnose(
     for i in candidates:
         if int(i) not in examined and int(layout.block_of(i)) in examined_blocks_cleared:
             unjudged.add(int(i))
-
-    scores = np.empty(approx.shape[0])
-    sparse = _Sparse(corrected, unjudged)
-    per_parameter = {}
-    totals = np.zeros(3)
-    any_non_finite = False
-    for k, (name, shape) in enumerate(zip(layout.names, layout.shapes)):
-        lo, hi = int(layout.offsets[k]), int(layout.offsets[k + 1])
-        block = _BlockSums()
-        for start in range(lo, hi, CHUNK):
-            stop = min(hi, start + CHUNK)
-            block.add(start, approx, dtheta, steps(start, stop), floor_scale, sparse, scores)
-        totals += block.sums
-        any_non_finite |= block.n_non_finite > 0
-        if block.n_non_finite:
-            adjusted, verdict = float("inf"), Verdict.BUG
-        else:
-            adjusted = _lecture(*block.sums)
-            verdict = _verdict(adjusted, correct, bug)
-            bug_scores = [scores[i] for i in likely_bug if lo <= i < hi]
-            if bug_scores:
-                verdict = worst_verdict([verdict, _verdict(max(bug_scores), correct, bug)])
-        per_parameter[name] = ParameterReport(
-            name=name,
-            shape=tuple(shape),
-            difference=_lecture(*block_norms[k]),
-            adjusted_difference=adjusted,
-            verdict=verdict,
-            max_abs_error=block.max_error,
-            worst_index=layout.locate(block.worst)[1],
-            n_disagreeing=int(np.count_nonzero((flagged >= lo) & (flagged < hi))),
-            n_non_finite=block.n_non_finite,
-        )
-    overall = Verdict.BUG if any_non_finite else _verdict(_lecture(*totals), correct, bug)
-    overall = worst_verdict([overall] + [p.verdict for p in per_parameter.values()])
-    return Diagnosis(
-        verdict=overall,
-        per_parameter=per_parameter,
-        labels=labels,
-        corrected={i: v for i, v in corrected.items() if np.isfinite(dtheta[i])},
-        scores=scores,
-        noise_floor=floor_scale / steps.typical,
-        thresholds=(correct, bug),
-    )
+    return findings
 
 
 CHUNK = 1 << 14
@@ -400,7 +441,10 @@ def _flag(
         a, d = approx[start:stop], dtheta[start:stop]
         with np.errstate(invalid="ignore", over="ignore"):
             error = np.abs(a - d)
-            tolerance = rtol * (np.abs(a) + np.abs(d)) + floor_scale / steps(start, stop)
+            tolerance = np.abs(a)
+            tolerance += np.abs(d)
+            tolerance *= rtol
+            tolerance += floor_scale / steps.over(start, stop)
             outside = np.flatnonzero(~(error <= tolerance))  # NaN and Inf included
         flagged.append(outside + start)
         ratios.append(error[outside] / tolerance[outside])
@@ -420,60 +464,112 @@ class _Sparse:
         self.unjudged_at = np.array(sorted(self.unjudged), dtype=np.int64)
 
     def within(self, positions: np.ndarray, start: int, stop: int) -> slice:
-        return slice(*np.searchsorted(positions, [start, stop]))
+        if not positions.size:
+            return slice(0, 0)
+        return slice(*np.searchsorted(positions, [start, stop]).tolist())
 
 
-class _BlockSums:
-    """Running sums of one parameter block: noise-aware squared norms, worst raw error."""
+@dataclass
+class _BlockTotals:
+    """Per-block results of :func:`_score`, one row or entry per parameter."""
 
-    def __init__(self) -> None:
-        self.sums = np.zeros(3)  # residual, corrected numeric, analytic: squared norms
-        self.max_error = -1.0
-        self.worst = 0
-        self.n_non_finite = 0
+    squares: np.ndarray  # (n_blocks, 3): residual, corrected numeric, analytic, squared norms
+    max_error: np.ndarray  # the largest raw |approx - dtheta| (inf where dtheta is not finite)
+    worst: np.ndarray  # the flat index where it occurs
+    n_non_finite: np.ndarray  # components whose analytic gradient is NaN or Inf
 
-    def add(self, start: int, approx: np.ndarray, dtheta: np.ndarray, steps: np.ndarray,
-            floor_scale: float, sparse: _Sparse, scores: np.ndarray) -> None:
-        stop = start + steps.shape[0]
-        numeric = approx[start:stop].copy()
+
+def _score(
+    approx: np.ndarray, dtheta: np.ndarray, steps: StepRule, floor_scale: float,
+    sparse: _Sparse, offsets: np.ndarray,
+) -> tuple[np.ndarray, _BlockTotals]:
+    """Noise-aware per-component scores and per-block sums, a chunk of theta at a time.
+
+    Every operation runs over a whole chunk, whatever the blocks in it (summed per block with
+    ``reduceat``), so many small parameters cost no more than one large one.
+    """
+    n, n_blocks = approx.shape[0], offsets.shape[0] - 1
+    bounds = offsets.tolist()
+    scores = np.zeros(n)
+    totals = _BlockTotals(
+        squares=np.zeros((n_blocks, 3)),
+        max_error=np.full(n_blocks, -1.0),
+        worst=offsets[:-1].copy(),
+        n_non_finite=np.zeros(n_blocks, dtype=np.int64),
+    )
+    for start in range(0, n, CHUNK):
+        stop = min(n, start + CHUNK)
+        estimate, analytic = approx[start:stop], dtheta[start:stop]
+        numeric = estimate
         found = sparse.within(sparse.corrected_at, start, stop)
-        numeric[sparse.corrected_at[found] - start] = sparse.corrected_values[found]
-        analytic = dtheta[start:stop]
+        if found.stop > found.start:
+            numeric = estimate.copy()
+            numeric[sparse.corrected_at[found] - start] = sparse.corrected_values[found]
         finite = np.isfinite(analytic)
+        all_finite = bool(finite.all())
         with np.errstate(invalid="ignore", over="ignore"):
-            raw_error = np.where(finite, np.abs(approx[start:stop] - analytic), np.inf)
-            residual = np.maximum(np.abs(numeric - analytic) - floor_scale / steps, 0.0)
+            raw_error = np.abs(estimate - analytic)
+            if not all_finite:
+                raw_error[~finite] = np.inf
+            residual = (raw_error if numeric is estimate else np.abs(numeric - analytic)) - (
+                floor_scale / steps.over(start, stop)
+            )
+            np.maximum(residual, 0.0, out=residual)
             skipped = sparse.within(sparse.unjudged_at, start, stop)
             residual[sparse.unjudged_at[skipped] - start] = 0.0
-            residual[~finite] = 0.0
-            scale = np.abs(numeric) + np.abs(analytic)
-            chunk_scores = np.divide(residual, scale, out=np.zeros_like(residual), where=scale > 0)
-        chunk_scores[~finite] = np.inf
-        scores[start:stop] = chunk_scores
-        self.sums += (
-            float(residual @ residual),
-            float(numeric[finite] @ numeric[finite]),
-            float(analytic[finite] @ analytic[finite]),
-        )
-        self.n_non_finite += int(finite.size - np.count_nonzero(finite))
-        worst = int(np.argmax(np.nan_to_num(raw_error, nan=np.inf)))
-        if raw_error[worst] > self.max_error or np.isnan(raw_error[worst]):
-            self.max_error, self.worst = float(raw_error[worst]), start + worst
+            scale = np.abs(numeric)
+            scale += np.abs(analytic)
+            chunk_scores = scores[start:stop]
+            np.divide(residual, scale, out=chunk_scores, where=scale > 0)
+            if not all_finite:
+                residual[~finite] = 0.0
+                chunk_scores[~finite] = np.inf
+                numeric = np.where(finite, numeric, 0.0)
+                analytic = np.where(finite, analytic, 0.0)
+            squares = np.empty((3, stop - start))
+            np.multiply(residual, residual, out=squares[0])
+            np.multiply(numeric, numeric, out=squares[1])
+            np.multiply(analytic, analytic, out=squares[2])
+        # The non-empty blocks meeting this chunk, and where each begins in it.
+        first = bisect.bisect_right(bounds, start) - 1
+        last = bisect.bisect_left(bounds, stop)
+        blocks_, begins_ = [], []
+        for block in range(first, last):
+            lo, hi = max(bounds[block], start), min(bounds[block + 1], stop)
+            if hi > lo:
+                blocks_.append(block)
+                begins_.append(lo - start)
+        blocks, begins = np.array(blocks_), np.array(begins_)
+        totals.squares[blocks] += np.add.reduceat(squares, begins, axis=1).T
+        if not all_finite:
+            totals.n_non_finite[blocks] += np.add.reduceat(~finite, begins, dtype=np.int64)
+        # The worst component of each block (the first, on ties; NaN ranks above all).
+        ranked = np.where(np.isnan(raw_error), np.inf, raw_error) if np.isnan(
+            raw_error).any() else raw_error
+        ends = begins_[1:] + [stop - start]
+        for block, lo, hi in zip(blocks_, begins_, ends):
+            worst = lo + int(np.argmax(ranked[lo:hi]))
+            candidate = float(raw_error[worst])
+            if candidate > totals.max_error[block] or math.isnan(candidate):
+                totals.max_error[block], totals.worst[block] = candidate, start + worst
+    return scores, totals
 
 
 def lecture_difference(norms: np.ndarray) -> float:
     """The lecture's number from summed squared norms (rows of ``block_norms``)."""
-    total = norms.sum(axis=0)
-    return _lecture(*total)
+    return _lecture(*norms.sum(axis=0).tolist())
 
 
 def _lecture(sum_difference: float, sum_approx: float, sum_dtheta: float) -> float:
-    denominator = np.sqrt(sum_approx) + np.sqrt(sum_dtheta)
-    if not np.isfinite(sum_difference) or not np.isfinite(denominator):
+    sum_difference, sum_approx, sum_dtheta = (
+        float(sum_difference), float(sum_approx), float(sum_dtheta)
+    )
+    if not all(map(math.isfinite, (sum_difference, sum_approx, sum_dtheta))):
         return float("nan")
+    denominator = math.sqrt(sum_approx) + math.sqrt(sum_dtheta)
     if denominator == 0.0:
         return 0.0
-    return float(np.sqrt(sum_difference) / denominator)
+    return math.sqrt(sum_difference) / denominator
 
 
 def _verdict(difference: float, correct: float, bug: float) -> Verdict:

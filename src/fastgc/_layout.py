@@ -191,8 +191,9 @@ def flatten(params: Any) -> tuple[np.ndarray, Layout]:
     for k, array in enumerate(arrays):
         theta[offsets[k] : offsets[k + 1]] = array.reshape(-1)  # C order, any input layout
     layout = Layout(names, tuple(a.shape for a in arrays), offsets, np.dtype(dtype), tree)
-    bad = np.flatnonzero(~np.isfinite(theta))
-    if bad.size:
+    finite = np.isfinite(theta)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
         name, index = layout.locate(bad[0])
         raise InvalidInputError(
             f"params[{name!r}]{list(index)} is {theta[bad[0]]}: parameters must be finite "

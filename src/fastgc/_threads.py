@@ -173,25 +173,32 @@ def numba_threads(n_threads: int) -> Iterator[None]:
     import numba
 
     previous = numba.get_num_threads()
-    numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+    wanted = min(n_threads, numba.config.NUMBA_NUM_THREADS)
+    if wanted == previous:
+        yield
+        return
+    numba.set_num_threads(wanted)
     try:
         yield
     finally:
         numba.set_num_threads(previous)
 
 
-_controller: tuple[int, object] | None = None
+_controller: tuple[int, object, list] | None = None
 
 
-def _blas_controller() -> object:
-    """A cached threadpoolctl controller (finding the libraries takes about a millisecond);
-    looked for again whenever modules were imported since, as they may load a new BLAS."""
+def _blas_libraries() -> list:
+    """threadpoolctl's controllers of the loaded BLAS libraries, cached (finding them takes
+    about a millisecond); looked for again whenever modules were imported since, as they may
+    load a new BLAS."""
     global _controller
     if _controller is None or _controller[0] != len(sys.modules):
         from threadpoolctl import ThreadpoolController
 
-        _controller = (len(sys.modules), ThreadpoolController())
-    return _controller[1]
+        controller = ThreadpoolController()
+        blas = controller.select(user_api="blas").lib_controllers
+        _controller = (len(sys.modules), controller, blas)
+    return _controller[2]
 
 
 _blas_cap_lock = threading.Lock()
@@ -214,9 +221,18 @@ def blas_limited(n_threads: int) -> Iterator[None]:
     if not owner:
         yield
         return
+    changed = []
     try:
-        with _blas_controller().limit(limits=1, user_api="blas"):  # type: ignore[attr-defined]
-            yield
+        # Each library set and restored directly: a ctypes call apiece, where a general
+        # threadpoolctl limit would first query every library's full description.
+        for library in _blas_libraries():
+            previous = library.get_num_threads()
+            if previous is not None and previous != 1:
+                library.set_num_threads(1)
+                changed.append((library, previous))
+        yield
     finally:
+        for library, previous in reversed(changed):
+            library.set_num_threads(previous)
         with _blas_cap_lock:
             _blas_capped = False
