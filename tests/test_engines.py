@@ -468,3 +468,32 @@ def test_engines_agree_and_threads_do_not_change_results(seed, n_in, n_out, m, s
     for engine in ("numba", "cython"):
         np.testing.assert_allclose(approx[engine], reference, rtol=1e-12,
                                    atol=1e-12 * np.abs(reference).max(), err_msg=engine)
+
+
+def test_numba_kernels_are_compiled_once_per_cost_and_argument_types():
+    import numba
+
+    @numba.njit
+    def cost(theta, X, y):
+        residual = X @ theta - y
+        return 0.5 * (residual @ residual) / y.shape[0]
+
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((9, 4)), rng.standard_normal(9)
+    theta = rng.standard_normal(4)
+
+    def exact(X):
+        return X.T @ (X @ theta - y) / y.shape[0]
+
+    first = fastgc.check(cost, theta, exact(X), args=(X, y), engine="numba", progress=False)
+    again = fastgc.check(cost, theta, exact(X), args=(X, y), engine="numba", progress=False)
+    assert first.verdict == again.verdict == "correct"
+    assert first.compile_seconds > 0.05  # the cost and the kernel around it were compiled
+    assert again.compile_seconds == 0.0  # nothing left to compile, no warm-up run
+    np.testing.assert_array_equal(first.approx, again.approx)
+    # New argument types (a Fortran-ordered X) compile a new specialisation before the run.
+    X_fortran = np.asfortranarray(X)
+    other = fastgc.check(cost, theta, exact(X), args=(X_fortran, y), engine="numba",
+                         progress=False)
+    assert other.verdict == "correct" and other.compile_seconds > 0.05
+    assert len(cost.signatures) == 2

@@ -126,13 +126,15 @@ def test_overlapping_checks_restore_the_blas_thread_count():
     first_inside, second_inside, first_done = (threading.Event() for _ in range(3))
     lock = threading.Lock()
     calls = {"first": 0, "second": 0}
+    inside: dict[str, list[int]] = {}
 
     def cost_for(name, entered, wait_for):
         def cost(p, X, Y):
             with lock:
                 calls[name] += 1
-                pause = calls[name] == 4  # the first evaluation after the three baseline ones
+                pause = calls[name] == 4  # past the baseline evaluations, inside the run
             if pause:  # the check is now inside its BLAS cap: hold it there
+                inside[name] = blas_threads()
                 entered.set()
                 wait_for.wait(30)
             return models.cost(p, X, Y)
@@ -157,7 +159,10 @@ def test_overlapping_checks_restore_the_blas_thread_count():
         before = blas_threads()
         results = run_in_pool([first, second], workers=2)
         assert [r.verdict for r in results] == ["correct", "correct"]
-        # The second check entered while the first held the cap, and left last.
+        # Both costs ran with BLAS on one thread; the second check entered while the first
+        # held the cap, and left last.
+        assert set(inside) == {"first", "second"}
+        assert all(count == 1 for counts in inside.values() for count in counts), inside
         assert blas_threads() == before
     finally:
         set_blas_threads(session[0])

@@ -304,6 +304,7 @@ def _baseline(cost: Cost, theta: np.ndarray) -> tuple[float, float, float]:
     """J(theta), the seconds one evaluation takes, and the seconds spent compiling it."""
     timings: list[float] = []
     values: list[float] = []
+    compiled_before = _n_signatures(cost)
     value = float("nan")
     for _ in range(2):  # the first may compile; both must agree
         probe = theta.copy()
@@ -334,8 +335,14 @@ def _baseline(cost: Cost, theta: np.ndarray) -> tuple[float, float, float]:
             )
         values.append(value)
     seconds = min(timings)
-    compile_seconds = max(0.0, timings[0] - seconds) if cost.kind == "numba" else 0.0
+    compiled = cost.kind == "numba" and _n_signatures(cost) != compiled_before
+    compile_seconds = max(0.0, timings[0] - seconds) if compiled else 0.0
     return value, seconds, compile_seconds
+
+
+def _n_signatures(cost: Cost) -> int:
+    """How many specialisations a Numba cost has compiled (0 for other costs)."""
+    return len(getattr(cost.function, "signatures", ())) if cost.kind == "numba" else 0
 
 
 # Per njit cost, the argument types its check kernels were compiled for in this process: a

@@ -493,7 +493,7 @@ def _score(
     scores = np.zeros(n)
     totals = _BlockTotals(
         squares=np.zeros((n_blocks, 3)),
-        max_error=np.full(n_blocks, -1.0),
+        max_error=np.zeros(n_blocks),
         worst=offsets[:-1].copy(),
         n_non_finite=np.zeros(n_blocks, dtype=np.int64),
     )

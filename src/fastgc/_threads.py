@@ -184,21 +184,19 @@ def numba_threads(n_threads: int) -> Iterator[None]:
         numba.set_num_threads(previous)
 
 
-_controller: tuple[int, object, list] | None = None
+_controller: tuple[int, object] | None = None
 
 
-def _blas_libraries() -> list:
-    """threadpoolctl's controllers of the loaded BLAS libraries, cached (finding them takes
-    about a millisecond); looked for again whenever modules were imported since, as they may
-    load a new BLAS."""
+def _blas_controller() -> object:
+    """A cached threadpoolctl controller of the loaded BLAS libraries (finding them takes about
+    a millisecond); looked for again whenever modules were imported since, as they may load a
+    new BLAS."""
     global _controller
     if _controller is None or _controller[0] != len(sys.modules):
         from threadpoolctl import ThreadpoolController
 
-        controller = ThreadpoolController()
-        blas = controller.select(user_api="blas").lib_controllers
-        _controller = (len(sys.modules), controller, blas)
-    return _controller[2]
+        _controller = (len(sys.modules), ThreadpoolController().select(user_api="blas"))
+    return _controller[1]
 
 
 _blas_cap_lock = threading.Lock()
@@ -221,18 +219,11 @@ def blas_limited(n_threads: int) -> Iterator[None]:
     if not owner:
         yield
         return
-    changed = []
     try:
-        # Each library set and restored directly: a ctypes call apiece, where a general
-        # threadpoolctl limit would first query every library's full description.
-        for library in _blas_libraries():
-            previous = library.get_num_threads()
-            if previous is not None and previous != 1:
-                library.set_num_threads(1)
-                changed.append((library, previous))
-        yield
+        # threadpoolctl's limiter, not direct calls: it also hands back control of a shared
+        # OpenBLAS pool, which it grants to one thread at a time.
+        with _blas_controller().limit(limits=1, user_api="blas"):  # type: ignore[attr-defined]
+            yield
     finally:
-        for library, previous in reversed(changed):
-            library.set_num_threads(previous)
         with _blas_cap_lock:
             _blas_capped = False
