@@ -335,7 +335,7 @@ def _baseline(cost: Cost, theta: np.ndarray) -> tuple[float, float, float]:
             )
         values.append(value)
     seconds = min(timings)
-    compiled = cost.kind == "numba" and _n_signatures(cost) != compiled_before
+    compiled = _n_signatures(cost) != compiled_before
     compile_seconds = max(0.0, timings[0] - seconds) if compiled else 0.0
     return value, seconds, compile_seconds
 
@@ -491,18 +491,16 @@ def _describe_failure(cost: Cost, theta: np.ndarray, i: int, step: float) -> Non
 
 def _check_restored(work: np.ndarray, theta: np.ndarray, layout: Layout) -> None:
     integer = np.dtype(f"u{theta.dtype.itemsize}")
-    differs = work.view(integer) != theta.view(integer)  # bitwise: -0.0 and NaN payloads count
-    if differs.any():
-        for row in differs:
-            changed = np.flatnonzero(row)
-            if not changed.size:
-                continue
-            name, index = layout.locate(int(changed[0]))
-            raise CostError(
-                f"the cost wrote into the parameters it was given (params[{name!r}]{list(index)} "
-                "changed): treat them as read-only",
-                flat_index=int(changed[0]), location=(name, index),
-            )
+    # Bitwise, so that -0.0 and NaN payloads count; the first change of the first copy.
+    changed = np.flatnonzero(work.view(integer) != theta.view(integer))
+    if changed.size:
+        i = int(changed[0]) % theta.shape[0]
+        name, index = layout.locate(i)
+        raise CostError(
+            f"the cost wrote into the parameters it was given (params[{name!r}]{list(index)} "
+            "changed): treat them as read-only",
+            flat_index=i, location=(name, index),
+        )
 
 
 class _Prober:

@@ -533,22 +533,20 @@ def _score(
         # The non-empty blocks meeting this chunk, and where each begins in it.
         first = bisect.bisect_right(bounds, start) - 1
         last = bisect.bisect_left(bounds, stop)
-        blocks_, begins_ = [], []
+        blocks_here, begins_here = [], []
         for block in range(first, last):
             lo, hi = max(bounds[block], start), min(bounds[block + 1], stop)
             if hi > lo:
-                blocks_.append(block)
-                begins_.append(lo - start)
-        blocks, begins = np.array(blocks_), np.array(begins_)
+                blocks_here.append(block)
+                begins_here.append(lo - start)
+        blocks, begins = np.array(blocks_here), np.array(begins_here)
         totals.squares[blocks] += np.add.reduceat(squares, begins, axis=1).T
         if not all_finite:
             totals.n_non_finite[blocks] += np.add.reduceat(~finite, begins, dtype=np.int64)
-        # The worst component of each block (the first, on ties; NaN ranks above all).
-        ranked = np.where(np.isnan(raw_error), np.inf, raw_error) if np.isnan(
-            raw_error).any() else raw_error
-        ends = begins_[1:] + [stop - start]
-        for block, lo, hi in zip(blocks_, begins_, ends):
-            worst = lo + int(np.argmax(ranked[lo:hi]))
+        # The worst component of each block: argmax takes the first on ties, and a NaN first.
+        ends = begins_here[1:] + [stop - start]
+        for block, lo, hi in zip(blocks_here, begins_here, ends):
+            worst = lo + int(np.argmax(raw_error[lo:hi]))
             candidate = float(raw_error[worst])
             if candidate > totals.max_error[block] or math.isnan(candidate):
                 totals.max_error[block], totals.worst[block] = candidate, start + worst

@@ -173,11 +173,7 @@ def numba_threads(n_threads: int) -> Iterator[None]:
     import numba
 
     previous = numba.get_num_threads()
-    wanted = min(n_threads, numba.config.NUMBA_NUM_THREADS)
-    if wanted == previous:
-        yield
-        return
-    numba.set_num_threads(wanted)
+    numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
     try:
         yield
     finally:
