@@ -14,8 +14,6 @@ import numpy as np
 
 from . import _reference
 from ._diagnosis import (
-    StepRule,
-    choose_steps,
     diagnose,
     lecture_difference,
     measure_roundoff,
@@ -33,6 +31,7 @@ from ._engines import (
 from ._errors import CostError, CostTypeError, EngineError, InvalidInputError
 from ._layout import Layout, flatten, flatten_like
 from ._result import CheckResult
+from ._steps import StepRule, choose_steps
 from ._threads import blas_limited, in_main_thread, numba_threads, resolve_n_threads
 
 # Each round of the compiled loop lasts about this long, so that the progress bar moves and

@@ -25,11 +25,9 @@ import numpy as np
 
 from ._layout import Layout
 from ._result import Label, ParameterReport, Verdict, worst_verdict
+from ._steps import UNIT_ROUNDOFF, StepRule
 
-UNIT_ROUNDOFF = {np.dtype(np.float64): 2.0**-53, np.dtype(np.float32): 2.0**-24}
 FLOOR_FACTOR = 4.0
-# Default steps: the lecture's 1e-7 for float64; about cbrt(u), relative, for float32.
-DEFAULT_EPS = {np.dtype(np.float64): 1e-7, np.dtype(np.float32): 2.0**-8}
 # Re-examination costs 10 serial evaluations a component: small networks are examined in
 # full, large ones up to REEXAMINE_MAXIMUM components, and a block stops being examined once
 # ENOUGH_EVIDENCE of its components are likely bugs.
@@ -37,61 +35,6 @@ REEXAMINE_FRACTION = 0.05
 REEXAMINE_MINIMUM = 256
 REEXAMINE_MAXIMUM = 2000
 ENOUGH_EVIDENCE = 16
-
-
-@dataclass(frozen=True)
-class StepRule:
-    """The step h_i of each component, computed for a range at a time (no length-n array).
-
-    float64 keeps the lecture's absolute 1e-7, so ``difference`` is the lecture's number.
-    float32 cannot resolve that: its step is about cbrt(u) relative to |theta_i|.
-    """
-
-    theta: np.ndarray
-    eps: float
-    relative: bool
-    description: str
-
-    def __call__(self, start: int, stop: int) -> np.ndarray:
-        """float64 steps of components ``start`` to ``stop``."""
-        if not self.relative:
-            return np.full(stop - start, self.eps)
-        return self.eps * np.maximum(1.0, np.abs(self.theta[start:stop].astype(np.float64)))
-
-    def over(self, start: int, stop: int) -> float | np.ndarray:
-        """The steps of components ``start`` to ``stop``, as one float when they are all equal
-        (it broadcasts, and saves building an array)."""
-        return self.eps if not self.relative else self(start, stop)
-
-    def take(self, indices: np.ndarray) -> np.ndarray:
-        """float64 steps of the components ``indices``."""
-        if not self.relative:
-            return np.full(indices.shape[0], self.eps)
-        return self.eps * np.maximum(1.0, np.abs(self.theta[indices].astype(np.float64)))
-
-    def at(self, i: int) -> float:
-        return float(self(i, i + 1)[0])
-
-    @property
-    def typical(self) -> float:
-        """The median step, for the report."""
-        if not self.relative:
-            return self.eps
-        return self.eps * float(np.median(np.maximum(1.0, np.abs(self.theta))))
-
-
-def choose_steps(theta: np.ndarray, eps: float | None) -> StepRule:
-    """How the step of each component is chosen, with a sentence saying so."""
-    if eps is not None:
-        return StepRule(theta, float(eps), False, f"eps={eps:g} as given")
-    base = DEFAULT_EPS[theta.dtype]
-    if theta.dtype == np.float64:
-        return StepRule(theta, base, False, f"eps={base:g}, the default for float64")
-    return StepRule(
-        theta, base, True,
-        f"eps={base:.3g} x max(1, |theta_i|), the default for {theta.dtype} (about cbrt(u): "
-        "balances round-off against truncation)",
-    )
 
 
 def effective_thresholds(thresholds: tuple[float, float], dtype: np.dtype) -> tuple[float, float]:

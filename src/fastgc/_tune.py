@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, NamedTuple
 import numpy as np
 
 from ._check import _baseline, _parallel_allowed, _validate_args
-from ._diagnosis import choose_steps
+from ._steps import choose_steps
 from ._engines import Cost, chunk_count, make_runner, resolve_engine
 from ._errors import CostError, InvalidInputError
 from ._layout import flatten
