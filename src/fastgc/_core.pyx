@@ -3,7 +3,7 @@
 
 The kernels take validated, C-contiguous, dtype-exact arrays and an explicit ``n_threads``; they
 know nothing of parameter names, layouts or reports. Each mirrors a function of
-``fastgc._numba_kernels`` and of ``fastgc._reference``: same algorithm, same order of operations,
+``fastgc.engines._numba_kernels`` and of ``fastgc.engines._reference``: same algorithm, same order of operations,
 so the engines agree to the bit. Only cheap structural checks are made here, to keep the kernels
 from reading or writing out of bounds; all other validation belongs to the Python layer.
 
@@ -70,37 +70,6 @@ cdef inline double _call_cost(size_t cost_address, floating *theta, Py_ssize_t n
         return (<cost_float32_t>cost_address)(theta, n, data)
 
 
-@cython.cdivision(True)
-cdef void _chunk_c(size_t cost_address, void *data, floating *theta, Py_ssize_t n,
-                   const int64_t *indices, const double *steps, double *approx,
-                   int64_t *failed, Py_ssize_t chunk, Py_ssize_t n_chunks,
-                   Py_ssize_t n_indices) noexcept nogil:
-    """One chunk of ``central_differences_c`` on its private copy ``theta`` of length ``n``."""
-    cdef Py_ssize_t k
-    cdef int64_t i
-    cdef floating saved, upper, lower
-    cdef double cost_plus = 0.0, cost_minus = 0.0, represented_step
-
-    failed[chunk] = -1
-    for k in range((n_indices * chunk) // n_chunks, (n_indices * (chunk + 1)) // n_chunks):
-        i = indices[k]
-        saved = theta[i]
-        # The sum is formed in double and rounded once into the dtype of theta.
-        theta[i] = <floating>(saved + steps[k])
-        upper = theta[i]
-        cost_plus = _call_cost(cost_address, theta, n, data)
-        theta[i] = <floating>(saved - steps[k])
-        lower = theta[i]
-        cost_minus = _call_cost(cost_address, theta, n, data)
-        # Restore the saved value itself: saved + h - h need not round back to saved.
-        theta[i] = saved
-        represented_step = <double>upper - <double>lower
-        if not (isfinite(cost_plus) and isfinite(cost_minus)) or represented_step == 0.0:
-            failed[chunk] = k
-            break
-        approx[k] = (cost_plus - cost_minus) / represented_step
-
-
 @cython.final
 cdef class _PythonCost:
     """A Python ``evaluate(chunk, i)`` shared by the threads, and the first exception it raised."""
@@ -113,8 +82,8 @@ cdef class _PythonCost:
         self.error = None
 
 
-cdef int _evaluate(PyObject *state_ptr, Py_ssize_t chunk, int64_t i,
-                   double *value) noexcept with gil:
+cdef int _evaluate_python(PyObject *state_ptr, Py_ssize_t chunk, int64_t i,
+                          double *value) noexcept with gil:
     """Store ``evaluate(chunk, i)`` in ``value[0]`` and return 0; return -1 on any exception.
 
     The first exception raised in any thread is kept on the state; once one is kept, no thread
@@ -131,11 +100,29 @@ cdef int _evaluate(PyObject *state_ptr, Py_ssize_t chunk, int64_t i,
     return 0
 
 
+cdef struct _Evaluator:
+    # Either a C cost (its address and user data) or a _PythonCost (``python_state``).
+    size_t cost_address
+    void *data
+    PyObject *python_state
+
+
+cdef inline int _evaluate(const _Evaluator *evaluator, floating *theta, Py_ssize_t n,
+                          Py_ssize_t chunk, int64_t i, double *value) noexcept nogil:
+    """Store J(theta) in ``value[0]`` and return 0, or return -1 once a Python cost raised."""
+    if evaluator.python_state != NULL:
+        return _evaluate_python(evaluator.python_state, chunk, i, value)
+    value[0] = _call_cost(evaluator.cost_address, theta, n, evaluator.data)
+    return 0
+
+
 @cython.cdivision(True)
-cdef void _chunk_py(PyObject *state_ptr, floating *theta, const int64_t *indices,
-                    const double *steps, double *approx, int64_t *failed, Py_ssize_t chunk,
-                    Py_ssize_t n_chunks, Py_ssize_t n_indices) noexcept nogil:
-    """One chunk of ``central_differences_py``; stops at once when ``evaluate`` raises."""
+cdef void _chunk(const _Evaluator *evaluator, floating *theta, Py_ssize_t n,
+                 const int64_t *indices, const double *steps, double *approx,
+                 int64_t *failed, Py_ssize_t chunk, Py_ssize_t n_chunks,
+                 Py_ssize_t n_indices) noexcept nogil:
+    """One chunk of the check on its private copy ``theta`` of length ``n``; stops at once
+    when a Python cost raises, or at the first non-finite cost or vanished step."""
     cdef Py_ssize_t k
     cdef int64_t i
     cdef floating saved, upper, lower
@@ -145,14 +132,15 @@ cdef void _chunk_py(PyObject *state_ptr, floating *theta, const int64_t *indices
     for k in range((n_indices * chunk) // n_chunks, (n_indices * (chunk + 1)) // n_chunks):
         i = indices[k]
         saved = theta[i]
+        # The sum is formed in double and rounded once into the dtype of theta.
         theta[i] = <floating>(saved + steps[k])
         upper = theta[i]
-        if _evaluate(state_ptr, chunk, i, &cost_plus) != 0:
+        if _evaluate(evaluator, theta, n, chunk, i, &cost_plus) != 0:
             theta[i] = saved
             return
         theta[i] = <floating>(saved - steps[k])
         lower = theta[i]
-        if _evaluate(state_ptr, chunk, i, &cost_minus) != 0:
+        if _evaluate(evaluator, theta, n, chunk, i, &cost_minus) != 0:
             theta[i] = saved
             return
         # Restore the saved value itself: saved + h - h need not round back to saved.
@@ -162,6 +150,26 @@ cdef void _chunk_py(PyObject *state_ptr, floating *theta, const int64_t *indices
             failed[chunk] = k
             break
         approx[k] = (cost_plus - cost_minus) / represented_step
+
+
+cdef void _run_chunks(const _Evaluator *evaluator, floating[:, ::1] work,
+                      const int64_t[::1] indices, const double[::1] steps, double[::1] approx,
+                      int64_t[::1] failed, int n_threads) noexcept:
+    """Every chunk of the check, one OpenMP iteration per chunk (static schedule, chunk size
+    1), without the GIL."""
+    cdef Py_ssize_t n_chunks = work.shape[0]
+    cdef Py_ssize_t n = work.shape[1]
+    cdef Py_ssize_t n_indices = indices.shape[0]
+    cdef Py_ssize_t chunk
+
+    if n_indices == 0:
+        for chunk in range(n_chunks):
+            failed[chunk] = -1
+        return
+    for chunk in prange(n_chunks, nogil=True, schedule="static", chunksize=1,
+                        num_threads=n_threads):
+        _chunk(evaluator, &work[chunk, 0], n, &indices[0], &steps[0], &approx[0], &failed[0],
+               chunk, n_chunks, n_indices)
 
 
 cdef int _check_arguments(Py_ssize_t n_chunks, Py_ssize_t n, const int64_t[::1] indices,
@@ -200,8 +208,8 @@ def central_differences_c(size_t cost_address, size_t data_address, floating[:, 
                           double[::1] approx, int64_t[::1] failed, int n_threads):
     """Two-sided differences of a C cost along the coordinates ``indices``, without the GIL.
 
-    Mirrors ``fastgc._numba_kernels.central_differences`` and
-    ``fastgc._reference.central_differences``.
+    Mirrors ``fastgc.engines._numba_kernels.central_differences`` and
+    ``fastgc.engines._reference.central_differences``.
 
     Parameters
     ----------
@@ -234,23 +242,15 @@ def central_differences_c(size_t cost_address, size_t data_address, floating[:, 
         If ``n_threads < 1``, ``cost_address`` is 0, the lengths disagree or an index is out of
         bounds.
     """
-    cdef Py_ssize_t n_chunks = work.shape[0]
-    cdef Py_ssize_t n = work.shape[1]
-    cdef Py_ssize_t n_indices = indices.shape[0]
-    cdef Py_ssize_t chunk
-    cdef void *data = <void *>data_address
+    cdef _Evaluator evaluator
 
     if cost_address == 0:
         raise ValueError("cost_address must be a non-null function address, got 0")
-    _check_arguments(n_chunks, n, indices, steps, approx, failed, n_threads)
-    if n_indices == 0:
-        for chunk in range(n_chunks):
-            failed[chunk] = -1
-        return
-    for chunk in prange(n_chunks, nogil=True, schedule="static", chunksize=1,
-                        num_threads=n_threads):
-        _chunk_c(cost_address, data, &work[chunk, 0], n, &indices[0], &steps[0], &approx[0],
-                 &failed[0], chunk, n_chunks, n_indices)
+    _check_arguments(work.shape[0], work.shape[1], indices, steps, approx, failed, n_threads)
+    evaluator.cost_address = cost_address
+    evaluator.data = <void *>data_address
+    evaluator.python_state = NULL
+    _run_chunks(&evaluator, work, indices, steps, approx, failed, n_threads)
 
 
 @cython.boundscheck(False)
@@ -260,8 +260,8 @@ def central_differences_py(object evaluate, floating[:, ::1] work, const int64_t
                            int n_threads):
     """Two-sided differences with a Python ``evaluate(chunk, i)`` called under the GIL.
 
-    Mirrors ``fastgc._numba_kernels.central_differences`` and
-    ``fastgc._reference.central_differences``.
+    Mirrors ``fastgc.engines._numba_kernels.central_differences`` and
+    ``fastgc.engines._reference.central_differences``.
 
     The loop runs in an OpenMP ``prange`` over the chunks like ``central_differences_c``, but
     each call of ``evaluate`` holds the GIL, so chunks overlap only while ``evaluate`` releases
@@ -283,22 +283,14 @@ def central_differences_py(object evaluate, floating[:, ::1] work, const int64_t
         The first exception raised by ``evaluate``, unchanged (``KeyboardInterrupt``
         included), once every thread has stopped and every row of ``work`` is restored.
     """
-    cdef Py_ssize_t n_chunks = work.shape[0]
-    cdef Py_ssize_t n = work.shape[1]
-    cdef Py_ssize_t n_indices = indices.shape[0]
-    cdef Py_ssize_t chunk
     cdef _PythonCost state = _PythonCost(evaluate)
-    cdef PyObject *state_ptr = <PyObject *>state
+    cdef _Evaluator evaluator
 
-    _check_arguments(n_chunks, n, indices, steps, approx, failed, n_threads)
-    if n_indices == 0:
-        for chunk in range(n_chunks):
-            failed[chunk] = -1
-        return
-    for chunk in prange(n_chunks, nogil=True, schedule="static", chunksize=1,
-                        num_threads=n_threads):
-        _chunk_py(state_ptr, &work[chunk, 0], &indices[0], &steps[0], &approx[0], &failed[0],
-                  chunk, n_chunks, n_indices)
+    _check_arguments(work.shape[0], work.shape[1], indices, steps, approx, failed, n_threads)
+    evaluator.cost_address = 0
+    evaluator.data = NULL
+    evaluator.python_state = <PyObject *>state
+    _run_chunks(&evaluator, work, indices, steps, approx, failed, n_threads)
     if state.error is not None:
         error = state.error
         state.error = None
@@ -311,7 +303,7 @@ def block_norms(const double[::1] approx, const double[::1] dtheta,
                 const int64_t[::1] offsets, double[:, ::1] norms):
     """Sums of squares of ``approx - dtheta``, ``approx`` and ``dtheta`` per block.
 
-    Mirrors ``fastgc._numba_kernels.block_norms`` and ``fastgc._reference.block_norms``,
+    Mirrors ``fastgc.engines._numba_kernels.block_norms`` and ``fastgc.engines._reference.block_norms``,
     summing in the same order.
 
     Parameters
