@@ -227,22 +227,20 @@ def numdifftools_gradient(mlp):
 
 
 def fastgc_kernel(mlp, n_threads):
-    """run(indices): the numba engine kernel a check runs, under a check's thread state."""
-    from fastgc._engines import Cost, make_runner
+    """run(indices): the numba engine's kernel on the executor a check runs it on."""
+    from fastgc._cost import Cost
     from fastgc._layout import flatten
-    from fastgc._threads import blas_limited, numba_threads
+    from fastgc.engines import get_engine
+    from fastgc.executors import LocalExecutor
 
     theta, layout = flatten(mlp.theta)
     cost = Cost.classify(_models.numba_cost(), mlp.args, layout)
-    work = np.empty((n_threads, layout.size))
-    work[:] = theta
-    kernel = make_runner("numba", cost, work)
-    failed = np.empty(n_threads, dtype=np.int64)
+    executor = LocalExecutor(get_engine("numba"), cost, theta, n_threads)
 
     def run(indices):
         approx = np.empty(indices.shape[0])
-        with blas_limited(n_threads), numba_threads(n_threads):
-            kernel(indices, np.full(indices.shape[0], EPS), approx, failed)
+        with executor.open() as session:
+            session.differences(indices, np.full(indices.shape[0], EPS), approx)
         return approx
 
     return run

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import models
-from fastgc._engines import engine_status
+from fastgc.engines import engine_status
 
 # Where CI builds every engine, an unavailable one is a failure, never a silent skip.
 REQUIRE_ALL = os.environ.get("FASTGC_REQUIRE_CYTHON") == "1"

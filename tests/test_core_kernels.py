@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pytest
 
-from fastgc import _reference
+from fastgc.engines import _reference
 from fastgc._ccost import c_cost_pointer, is_c_cost
 
 REQUIRE_CYTHON = os.environ.get("FASTGC_REQUIRE_CYTHON", "").strip() == "1"
@@ -296,7 +296,7 @@ def test_c_uses_the_represented_step():
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
 def test_c_matches_numba_twin(numba, dtype):
-    kernels = importlib.import_module("fastgc._numba_kernels")
+    kernels = importlib.import_module("fastgc.engines._numba_kernels")
     problem = Problem(dtype, n_chunks=2, seed=6)
     cfunc = make_numba_cost(numba, dtype)
     jitted = numba.njit(_numba_cost_body)
@@ -482,7 +482,7 @@ def test_block_norms_propagates_non_finite():
 
 
 def test_block_norms_matches_numba_twin(numba):
-    kernels = importlib.import_module("fastgc._numba_kernels")
+    kernels = importlib.import_module("fastgc.engines._numba_kernels")
     rng = np.random.default_rng(12)
     approx, dtheta = rng.normal(size=25), rng.normal(size=25)
     offsets = np.array([0, 10, 11, 25], np.int64)

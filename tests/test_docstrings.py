@@ -11,7 +11,7 @@ MODULES = [
     "fastgc._check",
     "fastgc._layout",
     "fastgc._threads",
-    "fastgc._engines",
+    "fastgc._config",
     "fastgc._tune",
 ]
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 import fastgc
 import models
 from conftest import require_engine
-from fastgc import _engines
+from fastgc import engines as _engines
 from fastgc._threads import usable_threads
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -114,9 +114,9 @@ def run_python(code: str, *argv: str, prelude: str = "", env: dict | None = None
 def no_engine_variable(monkeypatch):
     """FASTGC_ENGINE unset, and its cached reading cleared before and after the test."""
     monkeypatch.delenv("FASTGC_ENGINE", raising=False)
-    _engines._environment_engine.cache_clear()
+    _engines.environment_engine.cache_clear()
     yield monkeypatch
-    _engines._environment_engine.cache_clear()
+    _engines.environment_engine.cache_clear()
 
 
 def check(cost, params, grads, **options):
@@ -143,7 +143,7 @@ def test_import_loads_neither_numba_nor_the_extension():
                           "verdict": str(result.verdict)}))
         """
     )
-    compiled = ("numba", "llvmlite", "fastgc._core", "fastgc._numba_kernels")
+    compiled = ("numba", "llvmlite", "fastgc._core", "fastgc.engines._numba_kernels")
     for name in compiled:
         assert not [m for m in loaded["at_import"] if m == name or m.startswith(name + ".")]
     assert "fastgc._check" in loaded["at_import"]  # the import itself did happen
@@ -186,7 +186,7 @@ def test_engine_argument_beats_the_environment_variable(no_engine_variable):
     params, X, Y = models.make_mlp(0)
     grads = models.grads(params, X, Y)
     no_engine_variable.setenv("FASTGC_ENGINE", " Python ")
-    _engines._environment_engine.cache_clear()
+    _engines.environment_engine.cache_clear()
     assert check(models.cost, params, grads, args=(X, Y)).engine == "python"
     assert check(models.cost, params, grads, args=(X, Y), engine="auto").engine == "python"
     if _engines.engine_status("cython") is None:
@@ -194,7 +194,7 @@ def test_engine_argument_beats_the_environment_variable(no_engine_variable):
     # The variable is read once: changing it later has no effect until the cache is cleared.
     no_engine_variable.setenv("FASTGC_ENGINE", "no-such-engine")
     assert check(models.cost, params, grads, args=(X, Y)).engine == "python"
-    _engines._environment_engine.cache_clear()
+    _engines.environment_engine.cache_clear()
     with pytest.raises(fastgc.InvalidInputError,
                        match=rf"^FASTGC_ENGINE must be one of {ALLOWED}, got 'no-such-engine'$"):
         check(models.cost, params, grads, args=(X, Y))
@@ -230,7 +230,7 @@ def test_environment_variable_selects_the_engine_in_a_fresh_process():
 def test_environment_numba_with_a_python_cost_names_the_variable(no_engine_variable):
     params, X, Y = models.make_mlp(0)
     no_engine_variable.setenv("FASTGC_ENGINE", "numba")
-    _engines._environment_engine.cache_clear()
+    _engines.environment_engine.cache_clear()
     require_engine("numba")
     with pytest.raises(fastgc.EngineError,
                        match=r"^FASTGC_ENGINE='numba' runs a cost compiled with @numba\.njit.*"

@@ -697,7 +697,7 @@ def test_keyboard_interrupt_leaves_everything_clean(inputs, engine_name, n_threa
 
 
 def engine_status_ok(name: str) -> bool:
-    from fastgc._engines import engine_status
+    from fastgc.engines import engine_status
 
     return engine_status(name) is None
 

@@ -5,6 +5,8 @@ O(n) work per index), so these benchmarks time the engine kernel a full check ru
 ``SAMPLE`` evenly spaced indices; the full-check time is ``n / SAMPLE`` times larger.
 """
 
+import contextlib
+
 import numpy as np
 
 from . import _models
@@ -23,27 +25,26 @@ class TimeSampledIndices:
     def setup(self, engine, size, n_threads):
         if size == 1_000_000 and n_threads != 2:
             raise NotImplementedError("the ~1M network is benchmarked at 2 threads only")
-        from fastgc._engines import Cost, make_runner
+        from fastgc._cost import Cost
         from fastgc._layout import flatten
-        from fastgc._threads import numba_threads
+        from fastgc.engines import get_engine
+        from fastgc.executors import LocalExecutor
 
         mlp = _models.make_mlp(size)
         theta, layout = flatten(mlp.theta)
         cost = Cost.classify(_models.numba_cost(), mlp.args, layout)
-        self.work = np.empty((n_threads, theta.shape[0]))
-        self.work[:] = theta
-        self.run = make_runner(engine, cost, self.work)
+        executor = LocalExecutor(get_engine(engine), cost, theta, n_threads)
         self.indices = np.unique(np.linspace(0, theta.shape[0] - 1, SAMPLE).astype(np.int64))
         self.steps = np.full(self.indices.shape[0], _models.EPS)
         self.approx = np.empty(self.indices.shape[0])
-        self.failed = np.empty(n_threads, dtype=np.int64)
-        self.threads = numba_threads(n_threads)
-        self.threads.__enter__()
-        self.run(self.indices[:2], self.steps[:2], self.approx[:2], self.failed)  # compile
+        # The session (work copies, thread state) stays open across the timed calls.
+        self.stack = contextlib.ExitStack()
+        self.session = self.stack.enter_context(executor.open())
+        self.session.differences(self.indices[:2], self.steps[:2], self.approx[:2])  # compile
 
     def teardown(self, engine, size, n_threads):
-        if hasattr(self, "threads"):
-            self.threads.__exit__(None, None, None)
+        if hasattr(self, "stack"):
+            self.stack.close()
 
     def time_sample(self, engine, size, n_threads):
-        self.run(self.indices, self.steps, self.approx, self.failed)
+        self.session.differences(self.indices, self.steps, self.approx)

@@ -8,7 +8,7 @@ Importing fastgc is cheap: Numba and the compiled extension are loaded on first 
 """
 
 from ._check import check
-from ._engines import show_config
+from ._config import show_config
 from ._errors import (
     CostError,
     CostTypeError,
@@ -23,8 +23,7 @@ from ._layout import Layout, flatten
 from ._result import CheckResult, Component, Label, ParameterReport, Verdict
 from ._threads import get_num_threads, set_num_threads, threads
 from ._tune import suggest_threads
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "CheckResult",

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         cost, theta, args = example_mlp(options.params)
         print(suggest_threads(cost, theta, args=args, seconds=options.seconds))
         return 0
-    from ._engines import show_config
+    from ._config import show_config
 
     show_config()
     return 0

@@ -65,13 +65,14 @@ def backprop(params: Params, X: np.ndarray, Y: np.ndarray, buggy: bool = False) 
 
 def run(print_: Callable[[str], None] = print, n_threads: int | None = None) -> int:
     """Check the course network twice and print both reports; 0 when both verdicts are right."""
-    import fastgc
+    from ._check import check
+    from ._result import Verdict
 
     params, X, Y = course_network()
     outcomes = []
     for title, buggy in (("correct backprop", False), ("backprop with the course's bugs", True)):
         started = time.perf_counter()
-        result = fastgc.check(
+        result = check(
             cost, params, lambda p, X, Y, buggy=buggy: backprop(p, X, Y, buggy), args=(X, Y),
             n_threads=n_threads,
         )
@@ -80,5 +81,5 @@ def run(print_: Callable[[str], None] = print, n_threads: int | None = None) -> 
         print_(str(result))
         print_(f"(checked in {elapsed:.3f} s)\n")
         outcomes.append(result.verdict)
-    expected = [fastgc.Verdict.CORRECT, fastgc.Verdict.BUG]
+    expected = [Verdict.CORRECT, Verdict.BUG]
     return 0 if outcomes == expected else 1

@@ -82,20 +82,30 @@ def resolve_n_threads(n_threads: int | None = None, unset: int | None = None) ->
         n_threads = _environment_default()
     if n_threads is None:
         return usable_threads() if unset is None else unset
-    n_threads = _validate(n_threads)
+    return count_threads(n_threads)
+
+
+def count_threads(n_threads: object, name: str = "n_threads", clamp: bool = True) -> int:
+    """A thread count given as an int: negative counts back from the usable maximum; above
+    it, clamped with a warning (or, with ``clamp=False``, an error)."""
+    n_threads = _validate(n_threads, name)
     maximum = usable_threads()
     if n_threads < 0:
         if maximum + 1 + n_threads < 1:
             raise InvalidInputError(
-                f"n_threads={n_threads} counts back past the {maximum} usable thread(s)"
+                f"{name}={n_threads} counts back past the {maximum} usable thread(s)"
             )
         return maximum + 1 + n_threads
     if n_threads > maximum:
+        if not clamp:
+            raise InvalidInputError(
+                f"{name}={n_threads} is more than the {maximum} usable thread(s)"
+            )
         warnings.warn(
-            f"n_threads={n_threads} is more than the {maximum} usable thread(s); using "
+            f"{name}={n_threads} is more than the {maximum} usable thread(s); using "
             f"{maximum}",
             FastGCWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         return maximum
     return n_threads

@@ -1,25 +1,26 @@
 """``fastgc.suggest_threads``: time the check on the user's own cost at several thread counts.
 
-The timings run the engine kernel of :func:`fastgc.check` (``make_runner``) on a sample of
-indices, under the same thread state as a check (Numba thread mask and BLAS cap, both restored
-on exit), so the throughput measured is the throughput a check will get.
+The timings run on the same executor as :func:`fastgc.check` (private copies of theta, the
+engine's thread count and the BLAS cap, all restored on exit, and the same restoration check),
+on a sample of indices, so the throughput measured is the throughput a check will get.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, NamedTuple
 
 import numpy as np
 
-from ._check import _baseline, _parallel_allowed, _validate_args
-from ._steps import choose_steps
-from ._engines import Cost, chunk_count, make_runner, resolve_engine
-from ._errors import CostError, InvalidInputError
+from ._cost import Cost, measure_baseline
+from ._errors import InvalidInputError
 from ._layout import flatten
-from ._threads import _validate, blas_limited, numba_threads, usable_threads
+from ._steps import choose_steps
+from ._threads import count_threads, usable_threads
+from ._validation import validate_args, validate_positive_int, validate_positive_number
+from .engines import Engine, resolve_engine
+from .executors import LocalExecutor
 
 # Counts within this fraction of the best throughput are as good as the best.
 TOLERANCE = 0.05
@@ -153,19 +154,15 @@ def suggest_threads(
     fastgc thread timings: engine numba, 200 parameters, ...
     """
     theta, layout = flatten(params)
-    args = _validate_args(args)
+    args = validate_args(args)
     counts = _candidates(candidates)
-    if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
-        raise InvalidInputError(f"sample must be a positive int, got {sample!r}")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise InvalidInputError(f"repeats must be a positive int, got {repeats!r}")
-    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not seconds > 0:
-        raise InvalidInputError(f"seconds must be a positive number, got {seconds!r}")
+    sample = validate_positive_int(sample, "sample")
+    repeats = validate_positive_int(repeats, "repeats")
+    seconds = validate_positive_number(seconds, "seconds")
 
     cost_ = Cost.classify(cost, args, layout)
-    engine_name = resolve_engine(engine, cost_)
-    parallel = _parallel_allowed(engine_name)
-    _, seconds_per_cost, _ = _baseline(cost_, theta)
+    engine_ = resolve_engine(engine, cost_)
+    seconds_per_cost = measure_baseline(cost_, theta).seconds
     n = layout.size
     per_run = seconds / (len(counts) * repeats)
     size = int(per_run / (2.0 * max(seconds_per_cost, 1e-8)))
@@ -174,10 +171,11 @@ def suggest_threads(
     steps = choose_steps(theta, None).take(indices)
 
     best: dict[int, float] = {}
+    parallel = True
     for count in counts:
-        n_chunks = chunk_count(engine_name, count) if parallel else 1
-        best[count] = _best_seconds(engine_name, cost_, theta, n_chunks, parallel, indices,
-                                    steps, repeats)
+        executor = LocalExecutor(engine_, cost_, theta, count)
+        parallel = executor.parallel
+        best[count] = _best_seconds(executor, indices, steps, repeats)
     base = best[counts[0]]
     table = {
         count: ThreadTiming(count, indices.shape[0] / best[count], base / best[count])
@@ -188,14 +186,18 @@ def suggest_threads(
         count for count, row in table.items()
         if row.indices_per_second >= (1.0 - TOLERANCE) * top
     )
-    note = ""
-    if engine_name == "python":
-        note = "the python engine is serial: every count runs on one thread"
-    elif not parallel:
-        note = ("called from a foreign thread pool with Numba's workqueue layer: the check "
+    return ThreadSuggestion(table, recommended, engine_.name, n, int(indices.shape[0]),
+                            repeats, _serial_note(engine_, parallel))
+
+
+def _serial_note(engine: Engine, parallel: bool) -> str:
+    """Why the thread counts cannot differ, when they cannot."""
+    if engine.serial:
+        return f"the {engine.name} engine is serial: every count runs on one thread"
+    if not parallel:
+        return ("called from a foreign thread pool with Numba's workqueue layer: the check "
                 "runs serially here")
-    return ThreadSuggestion(table, recommended, engine_name, n, int(indices.shape[0]),
-                            repeats, note)
+    return ""
 
 
 def _candidates(candidates: Iterable[int] | None) -> list[int]:
@@ -210,57 +212,22 @@ def _candidates(candidates: Iterable[int] | None) -> list[int]:
         ) from None
     if not given:
         raise InvalidInputError("candidates must name at least one thread count, got none")
-    counts = []
-    for value in given:
-        count = _validate(value, "candidates")
-        if count < 0:
-            if maximum + 1 + count < 1:
-                raise InvalidInputError(
-                    f"candidates: {count} counts back past the {maximum} usable thread(s)"
-                )
-            count = maximum + 1 + count
-        if count > maximum:
-            raise InvalidInputError(
-                f"candidates: {count} is more than the {maximum} usable thread(s)"
-            )
-        counts.append(count)
-    return sorted(set(counts))
+    return sorted({count_threads(value, "candidates", clamp=False) for value in given})
 
 
 def _best_seconds(
-    engine: str,
-    cost: Cost,
-    theta: np.ndarray,
-    n_chunks: int,
-    parallel: bool,
-    indices: np.ndarray,
-    steps: np.ndarray,
-    repeats: int,
+    executor: LocalExecutor, indices: np.ndarray, steps: np.ndarray, repeats: int
 ) -> float:
-    """Fastest of ``repeats`` runs of the engine kernel over ``indices``, after a warm-up."""
-    work = np.empty((n_chunks, theta.shape[0]), dtype=theta.dtype)
-    work[:] = theta
-    run = make_runner(engine, cost, work, parallel)
+    """Fastest of ``repeats`` runs over ``indices``, after a warm-up run."""
     approx = np.empty(indices.shape[0], dtype=np.float64)
-    failed = np.empty(n_chunks, dtype=np.int64)
-    warm = min(indices.shape[0], 2 * n_chunks)
+    warm = min(indices.shape[0], 2 * executor.n_chunks)
     timings = []
-    with blas_limited(n_chunks):
-        with numba_threads(n_chunks) if engine == "numba" else contextlib.nullcontext():
-            run(indices[:warm], steps[:warm], approx[:warm], failed)
-            for _ in range(repeats):
-                started = time.perf_counter()
-                run(indices, steps, approx, failed)
-                timings.append(time.perf_counter() - started)
-                if np.any(failed >= 0):
-                    k = int(failed[failed >= 0].min())
-                    raise CostError(
-                        f"the cost was not finite (or the step vanished) with theta[{indices[k]}] "
-                        "perturbed; run fastgc.check for the details",
-                        flat_index=int(indices[k]),
-                    )
-    if not np.array_equal(work, np.broadcast_to(theta, work.shape)):
-        raise CostError("the cost wrote into theta; it must only read it")
+    with executor.open() as session:
+        session.differences(indices[:warm], steps[:warm], approx[:warm])
+        for _ in range(repeats):
+            started = time.perf_counter()
+            session.differences(indices, steps, approx)
+            timings.append(time.perf_counter() - started)
     return min(timings)
 
 

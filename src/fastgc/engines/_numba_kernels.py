@@ -2,7 +2,7 @@
 
 These kernels take validated, C-contiguous, dtype-exact arrays and know nothing of parameter
 names, layouts or reports. Each mirrors a function of the Cython extension ``fastgc._core`` and of
-the pure-Python reference ``fastgc._reference``: same algorithm, same order of operations, so the
+the pure-Python reference ``fastgc.engines._reference``: same algorithm, same order of operations, so the
 engines agree to the bit. This module imports Numba and is itself imported lazily.
 """
 
@@ -17,7 +17,7 @@ _JIT_OPTIONS = {"nogil": True, "cache": False}
 def central_differences(cost, args, work, indices, steps, approx, failed):  # pragma: no cover
     """Two-sided differences of ``cost`` along the coordinates ``indices``.
 
-    Mirrors ``fastgc._core.central_differences_c`` and ``fastgc._reference.central_differences``.
+    Mirrors ``fastgc._core.central_differences_c`` and ``fastgc.engines._reference.central_differences``.
 
     Parameters
     ----------
@@ -65,7 +65,7 @@ def central_differences(cost, args, work, indices, steps, approx, failed):  # pr
 def block_norms(approx, dtheta, offsets, norms):  # pragma: no cover
     """Sums of squares of ``approx - dtheta``, ``approx`` and ``dtheta`` per block.
 
-    Mirrors ``fastgc._core.block_norms`` and ``fastgc._reference.block_norms``.
+    Mirrors ``fastgc._core.block_norms`` and ``fastgc.engines._reference.block_norms``.
 
     ``offsets`` (int64, shape (n_blocks + 1,)) bounds the blocks; ``norms`` (float64, shape
     (n_blocks, 3)) receives, per block, the squared 2-norms of the difference, of ``approx``

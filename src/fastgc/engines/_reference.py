@@ -1,6 +1,6 @@
 """Pure-Python reference kernels: the last-resort engine and the tests' oracle.
 
-Each function mirrors its twin in ``fastgc._numba_kernels`` and ``fastgc._core`` operation for
+Each function mirrors its twin in ``fastgc.engines._numba_kernels`` and ``fastgc._core`` operation for
 operation (NumPy scalars keep the same dtype rules), so results agree to the bit.
 """
 
@@ -21,7 +21,7 @@ def central_differences(
 ) -> None:
     """Two-sided differences along ``indices``; ``evaluate(chunk, i)`` returns J(work[chunk]).
 
-    Mirrors ``fastgc._numba_kernels.central_differences`` (see there for the arguments), run
+    Mirrors ``fastgc.engines._numba_kernels.central_differences`` (see there for the arguments), run
     serially chunk after chunk.
     """
     n_chunks = work.shape[0]
@@ -53,7 +53,7 @@ def block_norms(
 ) -> None:
     """Squared norms of ``approx - dtheta``, ``approx`` and ``dtheta`` per block.
 
-    Mirrors ``fastgc._numba_kernels.block_norms``, summing in the same order.
+    Mirrors ``fastgc.engines._numba_kernels.block_norms``, summing in the same order.
     """
     for block in range(offsets.shape[0] - 1):
         lo, hi = offsets[block], offsets[block + 1]

@@ -1,0 +1,168 @@
+"""The local run loop: the engine's kernel on this machine's threads.
+
+One place owns what every run needs, whoever asks for it (``check``, ``suggest_threads``,
+the benchmarks): the private copies of theta, the thread state (the engine's own thread count
+and BLAS capped at one thread inside the cost while several of ours run, both restored), the
+compile-ahead warm-up, rounds sized so that the progress bar moves and Ctrl-C is answered
+promptly, the messages that name the component where a cost failed, and the bitwise check
+that every copy of theta came back as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+
+from .._cost import describe_failure
+from .._errors import CostError
+from .._threads import blas_limited
+from .._validation import where_in_params
+
+if TYPE_CHECKING:
+    from .._cost import Cost
+    from .._layout import Layout
+    from .._steps import StepRule
+    from ..engines import Engine, Runner
+
+# Each round of the compiled loop lasts about this long, so that the progress bar moves and
+# Ctrl-C is answered promptly without the per-round overhead showing.
+ROUND_SECONDS = 0.25
+# Rounds stay small enough that their index and step arrays cost no memory to speak of.
+MAX_ROUND = 1 << 16
+PROGRESS_AFTER_SECONDS = 3.0
+
+
+class LocalExecutor:
+    """Runs ``engine``'s kernel for ``cost`` around ``theta`` on up to ``n_threads`` threads.
+
+    Inside a foreign thread pool where the engine cannot start a parallel region, the run is
+    serial (one chunk) instead of failing.
+    """
+
+    def __init__(self, engine: "Engine", cost: "Cost", theta: np.ndarray, n_threads: int) -> None:
+        self.engine, self.cost, self.theta = engine, cost, theta
+        self.parallel = engine.parallel_allowed()
+        self.n_chunks = engine.n_chunks(n_threads) if self.parallel else 1
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator["LocalSession"]:
+        """The work copies and the thread state of a run, for as long as the block lasts.
+
+        On leaving the block normally, every copy of theta must be bitwise as it was (a cost
+        that writes into its input is an error); the copies are freed either way.
+        """
+        work = np.empty((self.n_chunks, self.theta.shape[0]), dtype=self.theta.dtype)
+        work[:] = self.theta
+        run = self.engine.make_runner(self.cost, work, self.parallel)
+        session = LocalSession(self, run, work)
+        try:
+            with blas_limited(self.n_chunks), self.engine.thread_state(self.n_chunks):
+                session.compile_seconds = self.engine.warm_up(run, self.cost, work, self.parallel)
+                yield session
+            check_restored(work, self.theta, self.cost.layout)
+        finally:
+            session.close()
+
+
+class LocalSession:
+    """An open run of a :class:`LocalExecutor`: central differences along given indices."""
+
+    def __init__(self, executor: LocalExecutor, run: "Runner", work: np.ndarray) -> None:
+        self.executor = executor
+        self.compile_seconds = 0.0
+        self._run: "Runner | None" = run
+        self._work: np.ndarray | None = work
+        self._failed = np.empty(work.shape[0], dtype=np.int64)
+
+    def close(self) -> None:
+        self._run = self._work = None  # free the per-thread copies at once
+
+    def differences(self, indices: np.ndarray, steps: np.ndarray, approx: np.ndarray) -> None:
+        """``approx[k]``: the central difference along ``indices[k]`` at ``steps[k]``.
+
+        A cost that raised or was not finite is reported with the component it happened at.
+        """
+        assert self._run is not None and self._work is not None, "the session is closed"
+        executor, failed = self.executor, self._failed
+        try:
+            self._run(indices, steps, approx, failed)
+        except CostError:
+            raise
+        except Exception as error:  # raised inside compiled code: find the index in Python
+            self._work[:] = executor.theta
+            _locate_error(executor, indices, steps, error)
+        if np.any(failed >= 0):
+            k = int(failed[failed >= 0].min())
+            describe_failure(executor.cost, executor.theta, int(indices[k]), float(steps[k]))
+
+    def sweep(
+        self, steps: "StepRule", approx: np.ndarray, seconds_per_cost: float,
+        progress: bool | None,
+    ) -> None:
+        """Central differences along every component of theta, into ``approx``, in rounds."""
+        n, n_chunks = self.executor.theta.shape[0], self.executor.n_chunks
+        seconds_per_index = 2.0 * max(seconds_per_cost, 1e-8) / n_chunks
+        show = progress if progress is not None else n * seconds_per_index > PROGRESS_AFTER_SECONDS
+        bar = _progress_bar(n) if show else None
+        done = 0
+        try:
+            while done < n:
+                size = int(min(
+                    n - done, MAX_ROUND, max(64 * n_chunks, ROUND_SECONDS / seconds_per_index)
+                ))
+                start, stop = done, done + size
+                started = time.perf_counter()
+                self.differences(
+                    np.arange(start, stop, dtype=np.int64), steps(start, stop), approx[start:stop]
+                )
+                # Size the next round from what this one really took.
+                seconds_per_index = max((time.perf_counter() - started) / size, 1e-9)
+                done = stop
+                if bar is not None:
+                    bar.update(size)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(
+                f"fastgc check interrupted after {done} of {n} components; the caller's arrays "
+                "are untouched"
+            ) from None
+        finally:
+            if bar is not None:
+                bar.close()
+
+
+def _progress_bar(total: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="fastgc", unit="param", leave=False)
+
+
+def _locate_error(
+    executor: LocalExecutor, indices: np.ndarray, steps: np.ndarray, error: Exception
+) -> None:
+    """Re-run the round in the reference loop, which names the component that raised."""
+    from ..engines import get_engine
+
+    scratch = executor.theta[np.newaxis].copy()
+    run = get_engine("python").make_runner(executor.cost, scratch)
+    run(indices, steps, np.empty(indices.shape[0]), np.empty(1, dtype=np.int64))
+    raise CostError(
+        f"the cost raised {type(error).__name__} in compiled code: {error}"
+    ) from error
+
+
+def check_restored(work: np.ndarray, theta: np.ndarray, layout: "Layout") -> None:
+    """Every row of ``work`` is bitwise ``theta``, or a :class:`CostError` naming the first
+    component the cost wrote into."""
+    integer = np.dtype(f"u{theta.dtype.itemsize}")
+    # Bitwise, so that -0.0 and NaN payloads count; the first change of the first copy.
+    changed = np.flatnonzero(work.view(integer) != theta.view(integer))
+    if changed.size:
+        i = int(changed[0]) % theta.shape[0]
+        raise CostError(
+            f"the cost wrote into the parameters it was given ({where_in_params(layout, i)} "
+            "changed): treat them as read-only",
+            flat_index=i, location=layout.locate(i),
+        )
