@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import models
+from fastgc._cost import CostKind
 from fastgc.engines import engine_status
 
 # Where CI builds every engine, an unavailable one is a failure, never a silent skip.
@@ -21,12 +22,12 @@ class EngineCase:
     """An engine and the kind of cost it runs: ``cost_for(X, Y) -> (cost, args)``."""
 
     engine: str
-    cost_kind: str
+    cost_kind: CostKind
 
     def cost_for(self, X: np.ndarray, Y: np.ndarray) -> tuple[Callable[..., Any], tuple]:
-        if self.cost_kind == "njit":
+        if self.cost_kind == CostKind.NJIT:
             return models.numba_cost(), (X, Y)
-        if self.cost_kind == "cfunc":
+        if self.cost_kind == CostKind.C:
             return models.c_cost(X, Y), ()
         return models.cost, (X, Y)
 
@@ -36,10 +37,10 @@ class EngineCase:
 
 
 ENGINE_CASES = [
-    EngineCase("numba", "njit"),
-    EngineCase("cython", "cfunc"),
-    EngineCase("cython", "python"),
-    EngineCase("python", "python"),
+    EngineCase("numba", CostKind.NJIT),
+    EngineCase("cython", CostKind.C),
+    EngineCase("cython", CostKind.PYTHON),
+    EngineCase("python", CostKind.PYTHON),
 ]
 
 
@@ -51,11 +52,11 @@ def require_engine(name: str) -> None:
         pytest.skip(f"engine {name} unavailable: {reason}")
 
 
-@pytest.fixture(params=ENGINE_CASES, ids=lambda case: f"{case.engine}-{case.cost_kind}")
+@pytest.fixture(params=ENGINE_CASES, ids=lambda case: f"{case.engine}-{case.cost_kind.value}")
 def engine(request) -> EngineCase:
     case: EngineCase = request.param
     require_engine(case.engine)
-    if case.cost_kind in ("njit", "cfunc"):
+    if case.cost_kind in (CostKind.NJIT, CostKind.C):
         require_engine("numba")  # the test costs themselves are written with Numba
     return case
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import fastgc
+from fastgc._cost import CostKind
 from conftest import ENGINE_CASES, EngineCase, require_engine, snapshot
 from fastgc._threads import resolve_n_threads, usable_threads
 
@@ -106,9 +107,9 @@ def c_cost():
 
 def faulty(case: EngineCase, mode: int):
     """(cost, args) of the test cost for an engine case, misbehaving as ``mode`` says."""
-    if case.cost_kind == "njit":
+    if case.cost_kind == CostKind.NJIT:
         return njit_cost(), (mode,)
-    if case.cost_kind == "cfunc":
+    if case.cost_kind == CostKind.C:
         return c_cost(), (np.array([mode], dtype=np.int64),)
     return py_cost, (mode,)
 
@@ -120,14 +121,14 @@ def check_faulty(case: EngineCase, params, grads, mode: int, **options):
 
 
 # A C cost cannot raise a Python exception: these cases run on the other three.
-RAISING_CASES = [case for case in ENGINE_CASES if case.cost_kind != "cfunc"]
+RAISING_CASES = [case for case in ENGINE_CASES if case.cost_kind != CostKind.C]
 
 
-@pytest.fixture(params=RAISING_CASES, ids=lambda case: f"{case.engine}-{case.cost_kind}")
+@pytest.fixture(params=RAISING_CASES, ids=lambda case: f"{case.engine}-{case.cost_kind.value}")
 def raising_engine(request) -> EngineCase:
     case: EngineCase = request.param
     require_engine(case.engine)
-    if case.cost_kind == "njit":
+    if case.cost_kind == CostKind.NJIT:
         require_engine("numba")
     return case
 
