@@ -15,6 +15,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from ._errors import InvalidDtypeError, InvalidInputError
+from ._validation import where_in_params
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -194,9 +195,8 @@ def flatten(params: Any) -> tuple[np.ndarray, Layout]:
     finite = np.isfinite(theta)
     if not finite.all():
         bad = np.flatnonzero(~finite)
-        name, index = layout.locate(bad[0])
         raise InvalidInputError(
-            f"params[{name!r}]{list(index)} is {theta[bad[0]]}: parameters must be finite "
+            f"{where_in_params(layout, bad[0])} is {theta[bad[0]]}: parameters must be finite "
             f"({bad.size} non-finite value(s) in all)"
         )
     return theta, layout

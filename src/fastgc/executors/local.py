@@ -20,6 +20,7 @@ from .._cost import describe_failure
 from .._errors import CostError
 from .._threads import blas_limited
 from .._validation import where_in_params
+from ..engines import get_engine
 
 if TYPE_CHECKING:
     from .._cost import Cost
@@ -143,8 +144,6 @@ def _locate_error(
     executor: LocalExecutor, indices: np.ndarray, steps: np.ndarray, error: Exception
 ) -> None:
     """Re-run the round in the reference loop, which names the component that raised."""
-    from ..engines import get_engine
-
     scratch = executor.theta[np.newaxis].copy()
     run = get_engine("python").make_runner(executor.cost, scratch)
     run(indices, steps, np.empty(indices.shape[0]), np.empty(1, dtype=np.int64))
