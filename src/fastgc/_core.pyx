@@ -3,9 +3,10 @@
 
 The kernels take validated, C-contiguous, dtype-exact arrays and an explicit ``n_threads``; they
 know nothing of parameter names, layouts or reports. Each mirrors a function of
-``fastgc.engines._numba_kernels`` and of ``fastgc.engines._reference``: same algorithm, same order of operations,
-so the engines agree to the bit. Only cheap structural checks are made here, to keep the kernels
-from reading or writing out of bounds; all other validation belongs to the Python layer.
+``fastgc.engines._numba_kernels`` and of ``fastgc.engines._reference``: same algorithm, same
+order of operations, so the engines agree to the bit. Only cheap structural checks are made
+here, to keep the kernels from reading or writing out of bounds; all other validation belongs
+to the Python layer.
 
 Built without OpenMP, ``prange`` runs as a plain serial loop and ``openmp_enabled()`` is False.
 """
@@ -303,7 +304,8 @@ def block_norms(const double[::1] approx, const double[::1] dtheta,
                 const int64_t[::1] offsets, double[:, ::1] norms):
     """Sums of squares of ``approx - dtheta``, ``approx`` and ``dtheta`` per block.
 
-    Mirrors ``fastgc.engines._numba_kernels.block_norms`` and ``fastgc.engines._reference.block_norms``,
+    Mirrors ``fastgc.engines._numba_kernels.block_norms`` and
+    ``fastgc.engines._reference.block_norms``,
     summing in the same order.
 
     Parameters

@@ -74,7 +74,8 @@ class Cost:
         reseed: Callable[[], Any] | None = None,
     ) -> "Cost":
         if is_numba_dispatcher(function):
-            return cls(function, args, layout, CostKind.NJIT, reseed=reseed)  # type: ignore[arg-type]
+            return cls(function, args, layout, CostKind.NJIT,  # type: ignore[arg-type]
+                       reseed=reseed)
         from ._ccost import c_cost_pointer
 
         try:

@@ -1,9 +1,10 @@
 """Numba kernels of the finite-difference check.
 
 These kernels take validated, C-contiguous, dtype-exact arrays and know nothing of parameter
-names, layouts or reports. Each mirrors a function of the Cython extension ``fastgc._core`` and of
-the pure-Python reference ``fastgc.engines._reference``: same algorithm, same order of operations, so the
-engines agree to the bit. This module imports Numba and is itself imported lazily.
+names, layouts or reports. Each mirrors a function of the Cython extension ``fastgc._core``
+and of the pure-Python reference ``fastgc.engines._reference``: same algorithm, same order of
+operations, so the engines agree to the bit. This module imports Numba and is itself imported
+lazily.
 """
 
 import numba
@@ -17,7 +18,8 @@ _JIT_OPTIONS = {"nogil": True, "cache": False}
 def central_differences(cost, args, work, indices, steps, approx, failed):  # pragma: no cover
     """Two-sided differences of ``cost`` along the coordinates ``indices``.
 
-    Mirrors ``fastgc._core.central_differences_c`` and ``fastgc.engines._reference.central_differences``.
+    Mirrors ``fastgc._core.central_differences_c`` and
+    ``fastgc.engines._reference.central_differences``.
 
     Parameters
     ----------

@@ -1,7 +1,7 @@
 """Pure-Python reference kernels: the last-resort engine and the tests' oracle.
 
-Each function mirrors its twin in ``fastgc.engines._numba_kernels`` and ``fastgc._core`` operation for
-operation (NumPy scalars keep the same dtype rules), so results agree to the bit.
+Each function mirrors its twin in ``fastgc.engines._numba_kernels`` and ``fastgc._core``
+operation for operation (NumPy scalars keep the same dtype rules), so results agree to the bit.
 """
 
 from __future__ import annotations
