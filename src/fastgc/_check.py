@@ -2,7 +2,7 @@
 
 ``check`` only orchestrates: the cost is classified in ``_cost``, options are checked in
 ``_validation``, the engine is resolved in ``engines``, the kernel runs in
-``executors.local``, and verdicts come from ``_diagnosis``.
+``executors.local``, and verdicts come from ``diagnosis``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any, Callable
 import numpy as np
 
 from ._cost import Cost, analytic_gradients, measure_baseline
-from ._diagnosis import diagnose, lecture_difference, measure_roundoff, signature_crossing
 from ._layout import flatten
 from ._result import CheckResult
 from ._steps import choose_steps
@@ -25,6 +24,7 @@ from ._validation import (
     validate_progress,
     validate_thresholds,
 )
+from .diagnosis import Evidence, Prober, diagnose, lecture_difference, signature_crossing
 from .engines import resolve_engine
 from .executors import LocalExecutor
 
@@ -151,16 +151,10 @@ def check(
     crossed = None
     if signature is not None:
         crossed = signature_crossing(signature, cost_.structure, theta)
-    prober = _Prober(cost_, theta)
-
-    def roundoff() -> float:
-        sample = np.unique(np.linspace(0, layout.size - 1, min(4, layout.size)).astype(np.int64))
-        return measure_roundoff(prober.near, baseline.value, sample, steps)
-
-    diagnosis = diagnose(
-        approx, dtheta, layout, steps, baseline.value, thresholds, norms,
-        probe=prober.probe, crossed=crossed, measure_roundoff=roundoff,
-    )
+    prober = Prober(cost_.value_at, theta)
+    evidence = Evidence(approx=approx, dtheta=dtheta, layout=layout, steps=steps,
+                        cost_at_theta=baseline.value, block_norms=norms)
+    diagnosis = diagnose(evidence, thresholds, prober, crossed)
     return CheckResult(
         verdict=diagnosis.verdict,
         difference=lecture_difference(norms),
@@ -180,43 +174,3 @@ def check(
         corrected=diagnosis.corrected,
         _scores=diagnosis.scores,
     )
-
-
-class _Prober:
-    """Serial evaluations around theta for the diagnosis, restoring theta exactly each time.
-
-    ``theta`` is fastgc's own flattened copy, so it serves as the buffer: no n-sized copy.
-    """
-
-    def __init__(self, cost: Cost, theta: np.ndarray) -> None:
-        self.cost, self.theta, self.evaluations = cost, theta, 0
-
-    def _evaluate(self, i: int) -> float:
-        self.evaluations += 1
-        try:
-            return self.cost.value_at(self.theta, i)
-        except Exception:  # a cost defined only near theta: this point tells nothing
-            return float("nan")
-
-    def probe(self, i: int, step: float) -> tuple[float, float, float, float]:
-        """J at theta[i] + step and theta[i] - step, and the two steps as represented."""
-        theta, saved = self.theta, self.theta[i]
-        try:
-            theta[i] = saved + np.float64(step)
-            up = float(theta[i]) - float(saved)
-            plus = self._evaluate(i)
-            theta[i] = saved - np.float64(step)
-            down = float(saved) - float(theta[i])
-            minus = self._evaluate(i)
-        finally:
-            theta[i] = saved
-        return plus, minus, up, down
-
-    def near(self, i: int, offset: float) -> float:
-        """J with theta[i] moved by ``offset``."""
-        theta, saved = self.theta, self.theta[i]
-        try:
-            theta[i] = saved + np.float64(offset)
-            return self._evaluate(i)
-        finally:
-            theta[i] = saved

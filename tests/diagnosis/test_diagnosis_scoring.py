@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import fastgc
-from fastgc import _diagnosis
+from fastgc.diagnosis import scoring
 
 SHAPES = {"A": (3, 4), "empty": (0, 2), "s": (), "B": (17,), "C": (2, 3, 2)}
 
@@ -72,7 +72,7 @@ def expected_reports(result, floor: float) -> dict:
 @pytest.mark.parametrize("chunk", [3, 5, 7, 1 << 14])
 @pytest.mark.parametrize("planted", ["none", "bugs", "nan"])
 def test_per_parameter_summaries_match_a_block_by_block_computation(monkeypatch, chunk, planted):
-    monkeypatch.setattr(_diagnosis, "CHUNK", chunk)
+    monkeypatch.setattr(scoring, "CHUNK", chunk)
     params, cost, exact = problem()
     grads = exact(params)
     if planted in ("bugs", "nan"):
@@ -115,7 +115,7 @@ def test_chunking_does_not_change_the_result(monkeypatch):
     grads = exact(params)
     grads["B"][3] *= 1.5
     whole = fastgc.check(cost, params, grads, engine="python", progress=False)
-    monkeypatch.setattr(_diagnosis, "CHUNK", 4)
+    monkeypatch.setattr(scoring, "CHUNK", 4)
     chunked = fastgc.check(cost, params, grads, engine="python", progress=False)
     assert chunked.verdict == whole.verdict
     np.testing.assert_array_equal(chunked._scores, whole._scores)

@@ -1,0 +1,151 @@
+"""From numeric and analytic gradients to verdicts one can trust.
+
+The lecture's single number ``||approx - dtheta|| / (||approx|| + ||dtheta||)`` misses bugs in
+small blocks, raises false alarms in float32 and on zero gradients, and is blind to NaN. Here:
+
+1. Each component is compared with a tolerance made of the attainable relative accuracy of the
+   dtype and a *noise floor*: the round-off of the cost, ``FLOOR_FACTOR * u * |J| / h``, which
+   a two-sided difference at step ``h`` cannot see below (:mod:`.noise`).
+2. Disagreeing components are re-examined at other steps (h/10, 2h, 10h, 20h and Richardson's
+   fourth-order combinations), and labelled: agreement at another step (round-off or truncation),
+   a kink (one-sided slopes that jump, or a change of the user's signature), a likely bug (every
+   estimate agrees with the others and not with the analytic value) or noise (:mod:`.reexamine`).
+3. Each parameter block gets the lecture's number recomputed with the re-examined values and the
+   noise floor subtracted, and a verdict; the overall verdict is the worst of them
+   (:mod:`.scoring`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .._result import ParameterReport, Verdict
+from .evidence import Evidence
+from .kinks import signature_crossing
+from .noise import Noise, effective_thresholds, measure_roundoff, roundoff_sample
+from .probe import Prober
+from .reexamine import Findings, reexamine_flagged
+from .scoring import flag, lecture_difference, overall_verdict, parameter_reports, score
+
+__all__ = [
+    "Diagnosis",
+    "Evidence",
+    "Noise",
+    "Prober",
+    "diagnose",
+    "effective_thresholds",
+    "lecture_difference",
+    "measure_roundoff",
+    "signature_crossing",
+]
+
+
+@dataclass
+class Diagnosis:
+    """Verdicts per parameter and overall, and what re-examination found.
+
+    Attributes
+    ----------
+    verdict : Verdict
+        The worst of the overall and per-parameter verdicts.
+    per_parameter : dict of str to ParameterReport
+    labels : dict of int to str
+        The label of each flagged component, by flat index.
+    corrected : dict of int to float
+        Better numeric estimates found by re-examination (where dtheta is finite).
+    scores : ndarray of float64, shape (n,)
+        Noise-aware relative score of each component (0 where it agrees, inf where dtheta is
+        not finite).
+    noise_floor : float
+        The noise floor at the median step.
+    thresholds : (float, float)
+        The (correct, bug) thresholds used, raised to what the dtype attains.
+    """
+
+    verdict: Verdict
+    per_parameter: dict[str, ParameterReport]
+    labels: dict[int, str]
+    corrected: dict[int, float]
+    scores: np.ndarray
+    noise_floor: float
+    thresholds: tuple[float, float]
+
+
+def diagnose(
+    evidence: Evidence,
+    thresholds: tuple[float, float],
+    prober: Prober | None = None,
+    crossed: Callable[[int, float], bool] | None = None,
+) -> Diagnosis:
+    """Verdicts per parameter and overall; see the module docstring for the method.
+
+    Works through theta in chunks, so that beyond ``approx``, ``dtheta`` and the per-component
+    scores it returns, memory stays bounded whatever the size of theta.
+
+    Parameters
+    ----------
+    evidence : Evidence
+        The numeric and analytic gradients and what they were measured with.
+    thresholds : (float, float)
+        The requested (correct, bug) thresholds.
+    prober : Prober, optional
+        Evaluates the cost around theta, to measure round-off and re-examine disagreeing
+        components. Without it, disagreeing components are judged as they are.
+    crossed : callable, optional
+        ``crossed(i, s) -> bool``, whether the user's signature changes at theta +/- s e_i
+        (see :func:`signature_crossing`).
+
+    Returns
+    -------
+    Diagnosis
+    """
+    correct, bug = effective_thresholds(thresholds, evidence.layout.dtype)
+    noise, flagged, ratio = _noise_and_flagged(evidence, correct, prober)
+    findings = Findings()
+    if flagged.size:
+        findings = reexamine_flagged(
+            flagged, ratio, evidence.approx, evidence.dtheta, evidence.layout, evidence.steps,
+            evidence.cost_at_theta, noise, correct,
+            prober.probe if prober is not None else None, crossed,
+        )
+    scores, sums = score(
+        evidence.approx, evidence.dtheta, evidence.steps, noise.bound, findings.corrected,
+        findings.unjudged, evidence.layout.offsets,
+    )
+    per_parameter = parameter_reports(
+        evidence.layout, evidence.block_norms, sums, scores, flagged, findings.likely_bug,
+        correct, bug,
+    )
+    return Diagnosis(
+        verdict=overall_verdict(sums, per_parameter, correct, bug),
+        per_parameter=per_parameter,
+        labels=findings.labels,
+        corrected={
+            i: v for i, v in findings.corrected.items() if np.isfinite(evidence.dtheta[i])
+        },
+        scores=scores,
+        noise_floor=noise.bound / evidence.steps.typical,  # the floor of component i is bound / h_i
+        thresholds=(correct, bug),
+    )
+
+
+def _noise_and_flagged(
+    evidence: Evidence, correct: float, prober: Prober | None
+) -> tuple[Noise, np.ndarray, np.ndarray]:
+    """The noise of J, and the components that disagree beyond it (with by how much)."""
+    dtype, cost_at_theta = evidence.layout.dtype, evidence.cost_at_theta
+    noise = Noise.estimate(cost_at_theta, dtype, 0.0)
+    flagged, ratio = flag(evidence.approx, evidence.dtheta, evidence.steps, correct, noise.bound)
+    if flagged.size and prober is not None:
+        # A measured round-off can only raise the floor and clear components, so it is
+        # needed only when some disagree.
+        sample = roundoff_sample(evidence.layout.size)
+        measured = measure_roundoff(prober.near, cost_at_theta, sample, evidence.steps)
+        noise = Noise.estimate(cost_at_theta, dtype, measured)
+        flagged, ratio = flag(
+            evidence.approx, evidence.dtheta, evidence.steps, correct, noise.bound
+        )
+    return noise, flagged, ratio

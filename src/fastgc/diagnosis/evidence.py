@@ -1,0 +1,38 @@
+"""What a check hands to the diagnosis once every component has been differenced."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._layout import Layout
+from .._steps import StepRule
+
+
+@dataclass(frozen=True, eq=False)
+class Evidence:
+    """The numeric and analytic gradients and what they were measured with.
+
+    Attributes
+    ----------
+    approx : ndarray of float64, shape (n,)
+        Two-sided differences at the steps of ``steps``.
+    dtheta : ndarray of float64, shape (n,)
+        The analytic gradient, flat.
+    layout : Layout
+        Names, shapes and offsets of the parameter blocks of theta.
+    steps : StepRule
+        The step h_i of each component.
+    cost_at_theta : float
+        J at the unperturbed theta.
+    block_norms : ndarray of float64, shape (n_blocks, 3)
+        Per block, the squared norms of ``approx - dtheta``, ``approx`` and ``dtheta``.
+    """
+
+    approx: np.ndarray
+    dtheta: np.ndarray
+    layout: Layout
+    steps: StepRule
+    cost_at_theta: float
+    block_norms: np.ndarray
