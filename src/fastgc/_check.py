@@ -172,5 +172,5 @@ def check(
         n_evaluations=2 * layout.size + 2 + prober.evaluations,
         labels=diagnosis.labels,
         corrected=diagnosis.corrected,
-        _scores=diagnosis.scores,
+        scores=diagnosis.scores,
     )

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from ._result import Verdict
+
 if TYPE_CHECKING:
     from ._result import CheckResult
 
 _MEANING = {
-    "correct": "backprop agrees with finite differences",
-    "suspicious": "look carefully: the disagreement is above what round-off explains",
-    "bug": "backprop is almost surely wrong",
+    Verdict.CORRECT: "backprop agrees with finite differences",
+    Verdict.SUSPICIOUS: "look carefully: the disagreement is above what round-off explains",
+    Verdict.BUG: "backprop is almost surely wrong",
 }
 
 
@@ -20,11 +22,12 @@ def _index(index: tuple[int, ...]) -> str:
 
 
 def format_report(result: "CheckResult", n_worst: int = 10) -> str:
-    verdict = result.verdict.value
-    lines = [f"fastgc gradient check: {verdict.upper()} ({_MEANING[verdict]})"]
+    lines = [
+        f"fastgc gradient check: {result.verdict.value.upper()} ({_MEANING[result.verdict]})"
+    ]
     worst_parameter = result.worst_parameter()
     top = result.worst(1, parameter=worst_parameter.name)
-    if result.verdict.value != "correct" and top:
+    if result.verdict is not Verdict.CORRECT and top:
         c = top[0]
         lines.append(
             f"  look first at {worst_parameter.name}: adjusted difference "
@@ -64,8 +67,8 @@ def format_report(result: "CheckResult", n_worst: int = 10) -> str:
         for label, count in counts.most_common():
             lines.append(f"    {count:>5}  {label}")
     # Only components that disagree beyond the noise floor, or that were re-examined.
-    worst = [c for c in result.worst(n_worst) if result._scores[c.flat_index] > 0 or c.label]
-    if worst and result.verdict.value != "correct":
+    worst = [c for c in result.worst(n_worst) if result.scores[c.flat_index] > 0 or c.label]
+    if worst and result.verdict is not Verdict.CORRECT:
         lines.append("")
         lines.append(f"  worst components (of {result.layout.size}):")
         lines.append(

@@ -98,6 +98,10 @@ class CheckResult:
     approx, dtheta : ndarray, shape (n,)
         Numeric (at the chosen step) and analytic gradients, flat, float64.
     layout : Layout
+    scores : ndarray, shape (n,)
+        Per component, the relative disagreement left after re-examination and with the noise
+        floor subtracted (inf where the analytic gradient is NaN or Inf); what :meth:`worst`
+        ranks by.
     """
 
     verdict: Verdict
@@ -116,7 +120,7 @@ class CheckResult:
     n_evaluations: int
     labels: dict[int, str] = field(default_factory=dict)
     corrected: dict[int, float] = field(default_factory=dict)
-    _scores: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    scores: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
 
     @property
     def numerical_grads(self) -> Any:
@@ -138,7 +142,7 @@ class CheckResult:
         positions = np.arange(self.layout.size)[block]
         with np.errstate(invalid="ignore"):
             errors = np.nan_to_num(np.abs(self.approx - self.dtheta)[block], nan=np.inf)
-        order = positions[np.lexsort((-errors, -self._scores[block]))][: max(int(k), 0)]
+        order = positions[np.lexsort((-errors, -self.scores[block]))][: max(int(k), 0)]
         components = []
         for i in order:
             name, index = self.layout.locate(i)

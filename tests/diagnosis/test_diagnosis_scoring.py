@@ -118,7 +118,7 @@ def test_chunking_does_not_change_the_result(monkeypatch):
     monkeypatch.setattr(scoring, "CHUNK", 4)
     chunked = fastgc.check(cost, params, grads, engine="python", progress=False)
     assert chunked.verdict == whole.verdict
-    np.testing.assert_array_equal(chunked._scores, whole._scores)
+    np.testing.assert_array_equal(chunked.scores, whole.scores)
     for name in SHAPES:
         a, b = whole.per_parameter[name], chunked.per_parameter[name]
         assert (a.verdict, a.worst_index, a.max_abs_error, a.n_disagreeing) == (
