@@ -27,18 +27,20 @@ from .evidence import Evidence
 from .kinks import signature_crossing
 from .noise import Noise, effective_thresholds, measure_roundoff, roundoff_sample
 from .probe import Prober
-from .reexamine import Findings, reexamine_flagged
+from .reexamine import Examination, Findings, reexamine, reexamine_flagged
 from .scoring import flag, lecture_difference, overall_verdict, parameter_reports, score
 
 __all__ = [
     "Diagnosis",
     "Evidence",
+    "Examination",
     "Noise",
     "Prober",
     "diagnose",
     "effective_thresholds",
     "lecture_difference",
     "measure_roundoff",
+    "reexamine",
     "signature_crossing",
 ]
 
@@ -106,11 +108,10 @@ def diagnose(
     noise, flagged, ratio = _noise_and_flagged(evidence, correct, prober)
     findings = Findings()
     if flagged.size:
-        findings = reexamine_flagged(
-            flagged, ratio, evidence.approx, evidence.dtheta, evidence.layout, evidence.steps,
-            evidence.cost_at_theta, noise, correct,
-            prober.probe if prober is not None else None, crossed,
-        )
+        examination = None
+        if prober is not None:
+            examination = Examination(prober.probe, evidence.cost_at_theta, noise, correct, crossed)
+        findings = reexamine_flagged(flagged, ratio, evidence, examination)
     scores, sums = score(
         evidence.approx, evidence.dtheta, evidence.steps, noise.bound, findings.corrected,
         findings.unjudged, evidence.layout.offsets,

@@ -3,6 +3,12 @@
 Agreement at another step (round-off or truncation), a kink (one-sided slopes that jump, or a
 change of the user's signature), a likely bug (every estimate agrees with the others and not
 with the analytic value) or noise.
+
+Each estimate carries an uncertainty made of round-off (``delta / s``, delta the round-off of
+one cost evaluation) and a truncation estimate from the next coarser level: Richardson's
+fourth-order central differences at h/2, h and 16h, and the one-sided slopes on each side at
+h/4 (their drift over h/4, h/2, h as truncation). A kink crossed on one side spoils that side
+only, so the two sides disagreeing is the signature of a kink.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import numpy as np
 
 from .._layout import Layout
 from .._result import Label
-from .._steps import StepRule
+from .evidence import Evidence
 from .noise import Noise
 
 # Re-examination costs 10 serial evaluations a component: small networks are examined in
@@ -24,128 +30,255 @@ REEXAMINE_FRACTION = 0.05
 REEXAMINE_MINIMUM = 256
 REEXAMINE_MAXIMUM = 2000
 ENOUGH_EVIDENCE = 16
+# The steps, as multiples of h, at which the cost is evaluated on both sides.
+STEP_FACTORS = (0.25, 0.5, 1.0, 2.0, 8.0, 16.0)
+
+Probe = Callable[[int, float], tuple[float, float, float, float]]
 
 
-@dataclass
+@dataclass(frozen=True)
+class Examination:
+    """How a component is re-examined: what is evaluated, against what noise and tolerance.
+
+    Attributes
+    ----------
+    probe : callable
+        ``probe(i, s)`` returns (J(theta + s e_i), J(theta - s e_i), represented up step,
+        represented down step), as :meth:`Prober.probe` does.
+    cost_at_theta : float
+        J at theta itself.
+    noise : Noise
+        The round-off of one evaluation of J.
+    rtol : float
+        The relative tolerance (the effective correct threshold).
+    crossed : callable, optional
+        ``crossed(i, s)``: whether the user's signature changes at theta +/- s e_i.
+    """
+
+    probe: Probe
+    cost_at_theta: float
+    noise: Noise
+    rtol: float
+    crossed: Callable[[int, float], bool] | None = None
+
+
+@dataclass(frozen=True)
 class Reexamination:
+    """The label of one component, and the numeric value it settled on."""
+
     label: Label
     estimate: float
 
 
-def reexamine(
-    i: int,
-    analytic: float,
-    step: float,
-    probe: Callable[[int, float], tuple[float, float, float, float]],
-    cost_at_theta: float,
-    noise: Noise,
-    rtol: float,
-    crossed: Callable[[int, float], bool] | None,
-) -> Reexamination:
+@dataclass(frozen=True)
+class Estimate:
+    """A numeric derivative and its uncertainty (round-off plus truncation)."""
+
+    value: float
+    uncertainty: float
+
+
+@dataclass(frozen=True)
+class SidedSlopes:
+    """The forward and backward difference quotients at one step."""
+
+    forward: float
+    backward: float
+
+    @property
+    def central(self) -> float:
+        return 0.5 * (self.forward + self.backward)
+
+    @property
+    def gap(self) -> float:
+        return abs(self.forward - self.backward)
+
+
+@dataclass(frozen=True)
+class Slopes:
+    """The one-sided slopes of J at each step ``factor * h``, factor in ``STEP_FACTORS``."""
+
+    at: dict[float, SidedSlopes]
+
+    @classmethod
+    def measure(cls, probe: Probe, i: int, step: float, cost_at_theta: float) -> "Slopes":
+        """Evaluate J on both sides of theta[i] at every step factor, smallest first."""
+        at = {}
+        for factor in STEP_FACTORS:
+            j_plus, j_minus, up, down = probe(i, step * factor)
+            at[factor] = SidedSlopes(
+                forward=(j_plus - cost_at_theta) / up,
+                backward=(cost_at_theta - j_minus) / down,
+            )
+        return cls(at)
+
+    def central(self, factor: float) -> float:
+        return self.at[factor].central
+
+    def richardson(self, factor: float) -> float:
+        """Fourth order, from the central differences at ``factor / 2`` and ``factor``."""
+        return (4.0 * self.central(factor / 2) - self.central(factor)) / 3.0
+
+    def drifts(self) -> tuple[float, float]:
+        """How far the forward and the backward slope move over h/4, h/2, h."""
+        quarter, half, one = self.at[0.25], self.at[0.5], self.at[1.0]
+        return (
+            _drift(quarter.forward, half.forward, one.forward),
+            _drift(quarter.backward, half.backward, one.backward),
+        )
+
+
+def _drift(quarter: float, half: float, one: float) -> float:
+    return abs(half - quarter) + 0.5 * abs(one - half)
+
+
+@dataclass(frozen=True)
+class _Judge:
+    """Compares estimates with the analytic value."""
+
+    analytic: float
+    rtol: float
+    discrepancy: float  # |central difference at h - analytic|, the disagreement to explain
+
+    def agrees(self, estimate: Estimate) -> bool:
+        return abs(estimate.value - self.analytic) <= self.rtol * (
+            abs(estimate.value) + abs(self.analytic)
+        ) + 3.0 * estimate.uncertainty
+
+    def sharp(self, estimate: Estimate) -> bool:
+        # An estimate settles the question only if it is sharper than the disagreement.
+        return 3.0 * estimate.uncertainty < self.discrepancy
+
+
+def reexamine(i: int, analytic: float, step: float, examination: Examination) -> Reexamination:
     """Label component ``i`` after evaluating the cost around it at several steps.
 
-    ``probe(i, s)`` returns (J(theta + s e_i), J(theta - s e_i), represented up step,
-    represented down step); ``crossed(i, s)`` says whether the user's signature changes.
+    Parameters
+    ----------
+    i : int
+        The flat index of the component.
+    analytic : float
+        The analytic gradient of that component.
+    step : float
+        Its step h.
+    examination : Examination
+        What to evaluate, and the noise and tolerance to judge by.
 
-    Estimates, each with an uncertainty made of round-off (``delta / s``, delta the round-off
-    of one cost evaluation) and a truncation estimate from the next coarser level:
-    Richardson's fourth-order central differences at h/2, h and 16h, and the one-sided
-    slopes on each side at h/4 (their drift over h/4, h/2, h as truncation). A kink crossed on one side spoils that
-    side only, so the two sides disagreeing is the signature of a kink.
+    Returns
+    -------
+    Reexamination
+        The label, and the numeric estimate settled on (the analytic value itself for a kink
+        or noise, which have no better estimate).
     """
-    delta, one_ulp = noise.bound, noise.typical
-    plus, minus = {}, {}
-    for factor in (0.25, 0.5, 1.0, 2.0, 8.0, 16.0):
-        j_plus, j_minus, up, down = probe(i, step * factor)
-        plus[factor] = (j_plus - cost_at_theta) / up  # forward slope
-        minus[factor] = (cost_at_theta - j_minus) / down  # backward slope
-
-    def central(f: float) -> float:
-        return 0.5 * (plus[f] + minus[f])
-
-    def richardson(f: float) -> float:  # from central differences at f/2 and f
-        return (4.0 * central(f / 2) - central(f)) / 3.0
-
-    candidates = [  # (value, uncertainty, label if it agrees)
-        (richardson(0.5), 6.0 * delta / step + abs(richardson(0.5) - richardson(1.0)) / 15.0,
-         Label.AGREES_SMALLER_STEP),
-        (richardson(1.0), 3.0 * delta / step + abs(richardson(1.0) - richardson(2.0)) / 15.0,
-         Label.AGREES_SMALLER_STEP),
-        (richardson(16.0), 3.0 * delta / (16.0 * step) + abs(richardson(16.0) - richardson(2.0)),
-         Label.AGREES_LARGER_STEP),
-    ]
-    # One-sided slopes nearest theta; their drift over h/4, h/2, h is their truncation error.
-    roundoff = one_ulp / (0.25 * step)
-    forward_drift, backward_drift = _drift(plus), _drift(minus)
-    forward = (plus[0.25], forward_drift + roundoff)
-    backward = (minus[0.25], backward_drift + roundoff)
-    if crossed is not None:
-        kinked = crossed(i, step) or crossed(i, 0.5 * step)
+    slopes = Slopes.measure(examination.probe, i, step, examination.cost_at_theta)
+    roundoff = examination.noise.typical / (0.25 * step)  # of a one-sided slope at h/4
+    forward, backward = _nearest_sides(slopes, roundoff)
+    if examination.crossed is not None:
+        kinked = examination.crossed(i, step) or examination.crossed(i, 0.5 * step)
     else:
-        # Smooth: both sides drift alike (by about J'' s), and the gap between them shrinks
-        # with the step. A kink crossed on one side makes that side drift far more than the
-        # other; a kink at theta itself leaves a gap that does not shrink.
-        gap_near, gap_far = abs(plus[0.25] - minus[0.25]), abs(plus[1.0] - minus[1.0])
-        kinked = max(forward_drift, backward_drift) > (
-            4.0 * min(forward_drift, backward_drift) + 4.0 * roundoff
-        ) or (gap_near > 3.0 * roundoff and gap_near > 0.5 * gap_far)
-
-    def agrees(value: float, uncertainty: float, target: float) -> bool:
-        return abs(value - target) <= rtol * (abs(value) + abs(target)) + 3.0 * uncertainty
-
-    discrepancy = abs(central(1.0) - analytic)
-
-    def sharp(side: tuple) -> bool:
-        # An estimate settles the question only if it is sharper than the disagreement.
-        return 3.0 * side[1] < discrepancy
-
+        kinked = _looks_kinked(slopes, roundoff)
+    judge = _Judge(analytic, examination.rtol, abs(slopes.central(1.0) - analytic))
     if not kinked:
-        for value, uncertainty, label in candidates:
-            if 6.0 * uncertainty < discrepancy and agrees(value, uncertainty, analytic):
-                return Reexamination(label, value)
-    forward_ok = sharp(forward) and agrees(*forward, analytic)
-    backward_ok = sharp(backward) and agrees(*backward, analytic)
+        for estimate, label in _higher_order(slopes, step, examination.noise.bound):
+            if 6.0 * estimate.uncertainty < judge.discrepancy and judge.agrees(estimate):
+                return Reexamination(label, estimate.value)
+    forward_ok = judge.sharp(forward) and judge.agrees(forward)
+    backward_ok = judge.sharp(backward) and judge.agrees(backward)
     if forward_ok and backward_ok:
-        return Reexamination(Label.AGREES_SMALLER_STEP, 0.5 * (forward[0] + backward[0]))
+        return Reexamination(Label.AGREES_SMALLER_STEP, 0.5 * (forward.value + backward.value))
     if forward_ok or backward_ok:
         # One side matches backprop and the other does not: that side crossed a kink.
         return Reexamination(Label.KINK, analytic)
     if kinked:
-        # Sides that still meet at h/4 put the kink beyond h/4: the central difference there
-        # is clean, and decides.
-        near_gap = abs(plus[0.25] - minus[0.25])
-        nearest = (central(0.25), roundoff + 0.5 * near_gap)
-        if near_gap <= 6.0 * roundoff and sharp(nearest):
-            if agrees(*nearest, analytic):
-                return Reexamination(Label.KINK, analytic)
-            return Reexamination(Label.LIKELY_BUG, nearest[0])
-        sharp_sides = [side for side in (forward, backward) if sharp(side)]
-        if len(sharp_sides) == 2 and _between(analytic, forward, backward):
-            return Reexamination(Label.KINK, analytic)  # a subgradient at the kink itself
-        if len(sharp_sides) == 2:  # both sides clear of the kink, and backprop matches neither
-            return Reexamination(Label.LIKELY_BUG, min(sharp_sides, key=lambda s: s[1])[0])
-        # One sharp side could itself sit on a kink closer than h/4: no verdict either way.
-        return Reexamination(Label.NOISE, analytic)
-    # A likely bug: the small-step estimates agree with one another far better than any of
-    # them agrees with backprop, and the miss is well above typical round-off.
-    best = richardson(1.0)
-    best_uncertainty = 3.0 * one_ulp / step + abs(richardson(1.0) - richardson(2.0)) / 15.0
-    nearby = [richardson(0.5), best, central(0.25), central(0.5)]
+        return _judge_at_kink(slopes, forward, backward, roundoff, judge)
+    return _judge_smooth(slopes, step, examination.noise.typical, judge)
+
+
+def _nearest_sides(slopes: Slopes, roundoff: float) -> tuple[Estimate, Estimate]:
+    """The one-sided slopes nearest theta; their drift over h/4, h/2, h is their truncation."""
+    forward_drift, backward_drift = slopes.drifts()
+    nearest = slopes.at[0.25]
+    return (
+        Estimate(nearest.forward, forward_drift + roundoff),
+        Estimate(nearest.backward, backward_drift + roundoff),
+    )
+
+
+def _looks_kinked(slopes: Slopes, roundoff: float) -> bool:
+    """Whether the slopes show a kink, when the user gave no signature to tell.
+
+    Smooth: both sides drift alike (by about J'' s), and the gap between them shrinks with the
+    step. A kink crossed on one side makes that side drift far more than the other; a kink at
+    theta itself leaves a gap that does not shrink.
+    """
+    forward_drift, backward_drift = slopes.drifts()
+    gap_near, gap_far = slopes.at[0.25].gap, slopes.at[1.0].gap
+    return max(forward_drift, backward_drift) > (
+        4.0 * min(forward_drift, backward_drift) + 4.0 * roundoff
+    ) or (gap_near > 3.0 * roundoff and gap_near > 0.5 * gap_far)
+
+
+def _higher_order(slopes: Slopes, step: float, delta: float) -> list[tuple[Estimate, Label]]:
+    """Richardson's estimates at h/2, h and 16h, each with the label it earns by agreeing."""
+    at_half, at_one = slopes.richardson(0.5), slopes.richardson(1.0)
+    at_two, at_sixteen = slopes.richardson(2.0), slopes.richardson(16.0)
+    return [
+        (Estimate(at_half, 6.0 * delta / step + abs(at_half - at_one) / 15.0),
+         Label.AGREES_SMALLER_STEP),
+        (Estimate(at_one, 3.0 * delta / step + abs(at_one - at_two) / 15.0),
+         Label.AGREES_SMALLER_STEP),
+        (Estimate(at_sixteen, 3.0 * delta / (16.0 * step) + abs(at_sixteen - at_two)),
+         Label.AGREES_LARGER_STEP),
+    ]
+
+
+def _judge_at_kink(
+    slopes: Slopes, forward: Estimate, backward: Estimate, roundoff: float, judge: _Judge
+) -> Reexamination:
+    """A kink was crossed, and neither side alone matches backprop."""
+    # Sides that still meet at h/4 put the kink beyond h/4: the central difference there is
+    # clean, and decides.
+    near_gap = slopes.at[0.25].gap
+    nearest = Estimate(slopes.central(0.25), roundoff + 0.5 * near_gap)
+    if near_gap <= 6.0 * roundoff and judge.sharp(nearest):
+        if judge.agrees(nearest):
+            return Reexamination(Label.KINK, judge.analytic)
+        return Reexamination(Label.LIKELY_BUG, nearest.value)
+    sharp_sides = [side for side in (forward, backward) if judge.sharp(side)]
+    if len(sharp_sides) == 2 and _between(judge.analytic, forward, backward):
+        return Reexamination(Label.KINK, judge.analytic)  # a subgradient at the kink itself
+    if len(sharp_sides) == 2:  # both sides clear of the kink, and backprop matches neither
+        sharpest = min(sharp_sides, key=lambda side: side.uncertainty)
+        return Reexamination(Label.LIKELY_BUG, sharpest.value)
+    # One sharp side could itself sit on a kink closer than h/4: no verdict either way.
+    return Reexamination(Label.NOISE, judge.analytic)
+
+
+def _judge_smooth(slopes: Slopes, step: float, one_ulp: float, judge: _Judge) -> Reexamination:
+    """No kink, and no estimate agrees with backprop: a likely bug, or noise.
+
+    A likely bug: the small-step estimates agree with one another far better than any of them
+    agrees with backprop, and the miss is well above typical round-off.
+    """
+    best = slopes.richardson(1.0)
+    best_uncertainty = 3.0 * one_ulp / step + abs(best - slopes.richardson(2.0)) / 15.0
+    nearby = [slopes.richardson(0.5), best, slopes.central(0.25), slopes.central(0.5)]
     spread = max(nearby) - min(nearby)
-    miss = abs(best - analytic)
-    if miss > 3.0 * best_uncertainty + rtol * (abs(best) + abs(analytic)) and miss > 4.0 * spread:
+    miss = abs(best - judge.analytic)
+    if miss > 3.0 * best_uncertainty + judge.rtol * (
+        abs(best) + abs(judge.analytic)
+    ) and miss > 4.0 * spread:
         return Reexamination(Label.LIKELY_BUG, best)
-    return Reexamination(Label.NOISE, analytic)
+    return Reexamination(Label.NOISE, judge.analytic)
 
 
-def _drift(slopes: dict) -> float:
-    return abs(slopes[0.5] - slopes[0.25]) + 0.5 * abs(slopes[1.0] - slopes[0.5])
-
-
-def _between(value: float, forward: tuple, backward: tuple) -> bool:
+def _between(value: float, forward: Estimate, backward: Estimate) -> bool:
     """Is ``value`` between the one-sided slopes (a subgradient at a kink), each side widened
     by its own uncertainty?"""
-    (low, low_uncertainty), (high, high_uncertainty) = sorted((forward, backward))
+    # Ordered as (value, uncertainty) pairs, the uncertainty deciding between equal values.
+    (low, low_uncertainty), (high, high_uncertainty) = sorted(
+        ((forward.value, forward.uncertainty), (backward.value, backward.uncertainty))
+    )
     return low - 3.0 * low_uncertainty <= value <= high + 3.0 * high_uncertainty
 
 
@@ -160,62 +293,99 @@ class Findings:
 
 
 def reexamine_flagged(
-    flagged: np.ndarray,
-    ratio: np.ndarray,
-    approx: np.ndarray,
-    dtheta: np.ndarray,
-    layout: Layout,
-    steps: StepRule,
-    cost_at_theta: float,
-    noise: Noise,
-    correct: float,
-    probe: Callable[[int, float], tuple[float, float, float, float]] | None,
-    crossed: Callable[[int, float], bool] | None,
+    flagged: np.ndarray, ratio: np.ndarray, evidence: Evidence, examination: Examination | None
 ) -> Findings:
-    """Label the flagged components, re-examining the most disagreeing within a budget."""
+    """Label the flagged components, re-examining the most disagreeing within a budget.
+
+    Parameters
+    ----------
+    flagged : ndarray of int64, shape (m,)
+        The components that disagree beyond the tolerance (or are not finite).
+    ratio : ndarray of float64, shape (m,)
+        By how much each disagrees: its error over its tolerance.
+    evidence : Evidence
+        The gradients, layout and steps.
+    examination : Examination or None
+        How to re-examine; None when the cost cannot be evaluated again (only non-finite
+        components are then labelled).
+
+    Returns
+    -------
+    Findings
+    """
     findings = Findings()
-    labels, corrected = findings.labels, findings.corrected
-    unjudged, likely_bug = findings.unjudged, findings.likely_bug
-    finite_flagged = np.isfinite(dtheta[flagged])
+    finite_flagged = np.isfinite(evidence.dtheta[flagged])
     for i in flagged[~finite_flagged]:
-        labels[int(i)] = Label.NON_FINITE.value
+        findings.labels[int(i)] = Label.NON_FINITE.value
     candidates, candidate_ratio = flagged[finite_flagged], ratio[finite_flagged]
-    budget = min(
-        REEXAMINE_MAXIMUM, max(REEXAMINE_MINIMUM, int(REEXAMINE_FRACTION * approx.shape[0]))
-    )
-    bugs_per_block = np.zeros(len(layout.names), dtype=np.int64)
-    examined_blocks_cleared: set[int] = set()
     examined: set[int] = set()
-    if probe is not None and candidates.size:
-        for i in select(candidates, candidate_ratio, layout, budget):
-            i, block = int(i), int(layout.block_of(i))
-            if bugs_per_block[block] >= ENOUGH_EVIDENCE:
-                continue
-            examined.add(i)
-            result = reexamine(
-                i, float(dtheta[i]), steps.at(i), probe, cost_at_theta, noise, correct, crossed
-            )
-            labels[i] = result.label.value
-            if result.label not in (Label.KINK, Label.NOISE):  # these have no better estimate
-                corrected[i] = result.estimate
-            # Agreement at another step is agreement within that estimate's own uncertainty;
-            # kinks and noise cannot be judged: none of them counts against the block.
-            if result.label is Label.LIKELY_BUG:
-                likely_bug.add(i)
-                bugs_per_block[block] += 1
-            else:
-                unjudged.add(i)
-                examined_blocks_cleared.add(block)
+    cleared_blocks: set[int] = set()
+    if examination is not None and candidates.size:
+        examined, cleared_blocks = _reexamine_within_budget(
+            candidates, candidate_ratio, evidence, examination, findings
+        )
     # Flagged components left over once the budget is spent are judged like the block's
     # re-examined ones: if re-examination cleared some of them, the rest are not counted.
     for i in candidates:
-        if int(i) not in examined and int(layout.block_of(i)) in examined_blocks_cleared:
-            unjudged.add(int(i))
+        if int(i) not in examined and int(evidence.layout.block_of(i)) in cleared_blocks:
+            findings.unjudged.add(int(i))
     return findings
 
 
+def _reexamine_within_budget(
+    candidates: np.ndarray, ratio: np.ndarray, evidence: Evidence, examination: Examination,
+    findings: Findings,
+) -> tuple[set[int], set[int]]:
+    """Re-examine the most disagreeing candidates into ``findings``; return the components
+    examined and the blocks in which some were cleared."""
+    layout = evidence.layout
+    budget = min(
+        REEXAMINE_MAXIMUM,
+        max(REEXAMINE_MINIMUM, int(REEXAMINE_FRACTION * evidence.approx.shape[0])),
+    )
+    bugs_per_block = np.zeros(len(layout.names), dtype=np.int64)
+    examined: set[int] = set()
+    cleared_blocks: set[int] = set()
+    for i in select(candidates, ratio, layout, budget):
+        i, block = int(i), int(layout.block_of(i))
+        if bugs_per_block[block] >= ENOUGH_EVIDENCE:
+            continue
+        examined.add(i)
+        result = reexamine(i, float(evidence.dtheta[i]), evidence.steps.at(i), examination)
+        findings.labels[i] = result.label.value
+        if result.label not in (Label.KINK, Label.NOISE):  # these have no better estimate
+            findings.corrected[i] = result.estimate
+        # Agreement at another step is agreement within that estimate's own uncertainty;
+        # kinks and noise cannot be judged: none of them counts against the block.
+        if result.label is Label.LIKELY_BUG:
+            findings.likely_bug.add(i)
+            bugs_per_block[block] += 1
+        else:
+            findings.unjudged.add(i)
+            cleared_blocks.add(block)
+    return examined, cleared_blocks
+
+
 def select(candidates: np.ndarray, ratio: np.ndarray, layout: Layout, total: int) -> np.ndarray:
-    """The ``total`` most disagreeing candidates (``ratio`` aligned), shared between blocks."""
+    """The ``total`` most disagreeing candidates (``ratio`` aligned), shared between blocks.
+
+    Parameters
+    ----------
+    candidates : ndarray of int64, shape (m,)
+        Flat indices of the candidates.
+    ratio : ndarray of float64, shape (m,)
+        How much each disagrees.
+    layout : Layout
+        Says which block each candidate belongs to.
+    total : int
+        How many to return at most.
+
+    Returns
+    -------
+    ndarray of int64
+        Most disagreeing first; when not all fit, the worst of every block before the
+        second-worst of any.
+    """
     if candidates.size <= total:
         return candidates[np.argsort(-ratio, kind="stable")]
     blocks = layout.block_of(candidates)
