@@ -27,7 +27,7 @@ from .evidence import Evidence
 from .kinks import signature_crossing
 from .noise import Noise, effective_thresholds, measure_roundoff, roundoff_sample
 from .probe import Prober
-from .reexamine import Examination, Findings, reexamine, reexamine_flagged
+from .reexamine import Examination, reexamine, reexamine_flagged
 from .scoring import flag, lecture_difference, overall_verdict, parameter_reports, score
 
 __all__ = [
@@ -106,22 +106,16 @@ def diagnose(
     """
     correct, bug = effective_thresholds(thresholds, evidence.layout.dtype)
     noise, flagged, ratio = _noise_and_flagged(evidence, correct, prober)
-    findings = Findings()
-    if flagged.size:
-        examination = None
-        if prober is not None:
-            examination = Examination(prober.probe, evidence.cost_at_theta, noise, correct, crossed)
-        findings = reexamine_flagged(flagged, ratio, evidence, examination)
-    scores, sums = score(
-        evidence.approx, evidence.dtheta, evidence.steps, noise.bound, findings.corrected,
-        findings.unjudged, evidence.layout.offsets,
-    )
+    examination = None  # without a prober nothing can be evaluated again
+    if prober is not None:
+        examination = Examination(prober.probe, evidence.cost_at_theta, noise, correct, crossed)
+    findings = reexamine_flagged(flagged, ratio, evidence, examination)
+    scores, totals = score(evidence, noise.bound, findings.corrected, findings.unjudged)
     per_parameter = parameter_reports(
-        evidence.layout, evidence.block_norms, sums, scores, flagged, findings.likely_bug,
-        correct, bug,
+        evidence, totals, scores, flagged, findings.likely_bug, (correct, bug)
     )
     return Diagnosis(
-        verdict=overall_verdict(sums, per_parameter, correct, bug),
+        verdict=overall_verdict(totals, per_parameter, (correct, bug)),
         per_parameter=per_parameter,
         labels=findings.labels,
         corrected={
@@ -139,14 +133,12 @@ def _noise_and_flagged(
     """The noise of J, and the components that disagree beyond it (with by how much)."""
     dtype, cost_at_theta = evidence.layout.dtype, evidence.cost_at_theta
     noise = Noise.estimate(cost_at_theta, dtype, 0.0)
-    flagged, ratio = flag(evidence.approx, evidence.dtheta, evidence.steps, correct, noise.bound)
+    flagged, ratio = flag(evidence, correct, noise.bound)
     if flagged.size and prober is not None:
         # A measured round-off can only raise the floor and clear components, so it is
         # needed only when some disagree.
         sample = roundoff_sample(evidence.layout.size)
         measured = measure_roundoff(prober.near, cost_at_theta, sample, evidence.steps)
         noise = Noise.estimate(cost_at_theta, dtype, measured)
-        flagged, ratio = flag(
-            evidence.approx, evidence.dtheta, evidence.steps, correct, noise.bound
-        )
+        flagged, ratio = flag(evidence, correct, noise.bound)
     return noise, flagged, ratio

@@ -1,7 +1,9 @@
 """Scoring: per-component scores, per-block sums and verdicts, a chunk of theta at a time.
 
 Each block gets the lecture's number recomputed with the re-examined values and the noise floor
-subtracted, and a verdict; the overall verdict is the worst of them.
+subtracted, and a verdict; the overall verdict is the worst of them. Every operation runs over
+a whole chunk, whatever the blocks in it (summed per block with ``reduceat``), so many small
+parameters cost no more than one large one, and memory stays bounded whatever the size of theta.
 """
 
 from __future__ import annotations
@@ -14,15 +16,33 @@ import numpy as np
 
 from .._layout import Layout
 from .._result import ParameterReport, Verdict, worst_verdict
-from .._steps import StepRule
+from .evidence import Evidence
 
 CHUNK = 1 << 14
 
 
 def flag(
-    approx: np.ndarray, dtheta: np.ndarray, steps: StepRule, rtol: float, floor_scale: float
+    evidence: Evidence, rtol: float, floor_scale: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Components beyond ``rtol * (|a| + |d|) + floor`` (or non-finite), and by how much."""
+    """Components beyond ``rtol * (|a| + |d|) + floor`` (or non-finite), and by how much.
+
+    Parameters
+    ----------
+    evidence : Evidence
+        The numeric and analytic gradients and the steps.
+    rtol : float
+        The relative tolerance.
+    floor_scale : float
+        The noise floor of component i is ``floor_scale / h_i``.
+
+    Returns
+    -------
+    flagged : ndarray of int64, shape (m,)
+        Flat indices of the components outside their tolerance, in increasing order.
+    ratio : ndarray of float64, shape (m,)
+        Each one's error over its tolerance (NaN or inf where a value is not finite).
+    """
+    approx, dtheta, steps = evidence.approx, evidence.dtheta, evidence.steps
     flagged, ratios = [], []
     for start in range(0, approx.shape[0], CHUNK):
         stop = min(approx.shape[0], start + CHUNK)
@@ -56,94 +76,164 @@ class _Sparse:
             return slice(0, 0)
         return slice(*np.searchsorted(positions, [start, stop]).tolist())
 
+    def substituted(self, estimate: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """``estimate`` (the chunk start:stop) with the re-examined values in place; the
+        array itself when none falls in the chunk."""
+        found = self.within(self.corrected_at, start, stop)
+        if found.stop <= found.start:
+            return estimate
+        numeric = estimate.copy()
+        numeric[self.corrected_at[found] - start] = self.corrected_values[found]
+        return numeric
+
+    def clear_unjudged(self, residual: np.ndarray, start: int, stop: int) -> None:
+        """Zero the residual (of the chunk start:stop) of the components not judged."""
+        skipped = self.within(self.unjudged_at, start, stop)
+        residual[self.unjudged_at[skipped] - start] = 0.0
+
+
+@dataclass
+class _ChunkTerms:
+    """What one chunk contributes to the per-block totals."""
+
+    raw_error: np.ndarray  # |approx - dtheta|, inf where dtheta is not finite
+    squares: np.ndarray  # (3, chunk): residual, corrected numeric, analytic, squared
+    finite: np.ndarray  # where dtheta is finite
+    all_finite: bool
+
 
 @dataclass
 class _BlockTotals:
-    """Per-block results of :func:`_score`, one row or entry per parameter."""
+    """Per-block results of :func:`score`, one row or entry per parameter."""
 
     squares: np.ndarray  # (n_blocks, 3): residual, corrected numeric, analytic, squared norms
     max_error: np.ndarray  # the largest raw |approx - dtheta| (inf where dtheta is not finite)
     worst: np.ndarray  # the flat index where it occurs
     n_non_finite: np.ndarray  # components whose analytic gradient is NaN or Inf
 
+    @classmethod
+    def zeros(cls, offsets: np.ndarray) -> "_BlockTotals":
+        n_blocks = offsets.shape[0] - 1
+        return cls(
+            squares=np.zeros((n_blocks, 3)),
+            max_error=np.zeros(n_blocks),
+            worst=offsets[:-1].copy(),
+            n_non_finite=np.zeros(n_blocks, dtype=np.int64),
+        )
 
-def score(
-    approx: np.ndarray, dtheta: np.ndarray, steps: StepRule, floor_scale: float,
-    corrected: dict[int, float], unjudged: set[int], offsets: np.ndarray,
-) -> tuple[np.ndarray, _BlockTotals]:
-    """Noise-aware per-component scores and per-block sums, a chunk of theta at a time.
-
-    Every operation runs over a whole chunk, whatever the blocks in it (summed per block with
-    ``reduceat``), so many small parameters cost no more than one large one.
-    """
-    sparse = _Sparse(corrected, unjudged)
-    n, n_blocks = approx.shape[0], offsets.shape[0] - 1
-    bounds = offsets.tolist()
-    scores = np.zeros(n)
-    totals = _BlockTotals(
-        squares=np.zeros((n_blocks, 3)),
-        max_error=np.zeros(n_blocks),
-        worst=offsets[:-1].copy(),
-        n_non_finite=np.zeros(n_blocks, dtype=np.int64),
-    )
-    for start in range(0, n, CHUNK):
-        stop = min(n, start + CHUNK)
-        estimate, analytic = approx[start:stop], dtheta[start:stop]
-        numeric = estimate
-        found = sparse.within(sparse.corrected_at, start, stop)
-        if found.stop > found.start:
-            numeric = estimate.copy()
-            numeric[sparse.corrected_at[found] - start] = sparse.corrected_values[found]
-        finite = np.isfinite(analytic)
-        all_finite = bool(finite.all())
-        with np.errstate(invalid="ignore", over="ignore"):
-            raw_error = np.abs(estimate - analytic)
-            if not all_finite:
-                raw_error[~finite] = np.inf
-            residual = (raw_error if numeric is estimate else np.abs(numeric - analytic)) - (
-                floor_scale / steps.over(start, stop)
-            )
-            np.maximum(residual, 0.0, out=residual)
-            skipped = sparse.within(sparse.unjudged_at, start, stop)
-            residual[sparse.unjudged_at[skipped] - start] = 0.0
-            scale = np.abs(numeric)
-            scale += np.abs(analytic)
-            chunk_scores = scores[start:stop]
-            np.divide(residual, scale, out=chunk_scores, where=scale > 0)
-            if not all_finite:
-                residual[~finite] = 0.0
-                chunk_scores[~finite] = np.inf
-                numeric = np.where(finite, numeric, 0.0)
-                analytic = np.where(finite, analytic, 0.0)
-            squares = np.empty((3, stop - start))
-            np.multiply(residual, residual, out=squares[0])
-            np.multiply(numeric, numeric, out=squares[1])
-            np.multiply(analytic, analytic, out=squares[2])
-        # The non-empty blocks meeting this chunk, and where each begins in it.
-        first = bisect.bisect_right(bounds, start) - 1
-        last = bisect.bisect_left(bounds, stop)
-        blocks_here, begins_here = [], []
-        for block in range(first, last):
-            lo, hi = max(bounds[block], start), min(bounds[block + 1], stop)
-            if hi > lo:
-                blocks_here.append(block)
-                begins_here.append(lo - start)
+    def add(self, terms: _ChunkTerms, bounds: list[int], start: int, stop: int) -> None:
+        """Add the chunk start:stop to the totals of every block it meets."""
+        blocks_here, begins_here = _blocks_meeting(bounds, start, stop)
         blocks, begins = np.array(blocks_here), np.array(begins_here)
-        totals.squares[blocks] += np.add.reduceat(squares, begins, axis=1).T
-        if not all_finite:
-            totals.n_non_finite[blocks] += np.add.reduceat(~finite, begins, dtype=np.int64)
+        self.squares[blocks] += np.add.reduceat(terms.squares, begins, axis=1).T
+        if not terms.all_finite:
+            self.n_non_finite[blocks] += np.add.reduceat(~terms.finite, begins, dtype=np.int64)
         # The worst component of each block: argmax takes the first on ties, and a NaN first.
+        raw_error = terms.raw_error
         ends = begins_here[1:] + [stop - start]
         for block, lo, hi in zip(blocks_here, begins_here, ends):
             worst = lo + int(np.argmax(raw_error[lo:hi]))
             candidate = float(raw_error[worst])
-            if candidate > totals.max_error[block] or math.isnan(candidate):
-                totals.max_error[block], totals.worst[block] = candidate, start + worst
+            if candidate > self.max_error[block] or math.isnan(candidate):
+                self.max_error[block], self.worst[block] = candidate, start + worst
+
+
+def _blocks_meeting(bounds: list[int], start: int, stop: int) -> tuple[list[int], list[int]]:
+    """The non-empty blocks meeting the chunk start:stop, and where each begins in it."""
+    first = bisect.bisect_right(bounds, start) - 1
+    last = bisect.bisect_left(bounds, stop)
+    blocks_here, begins_here = [], []
+    for block in range(first, last):
+        lo, hi = max(bounds[block], start), min(bounds[block + 1], stop)
+        if hi > lo:
+            blocks_here.append(block)
+            begins_here.append(lo - start)
+    return blocks_here, begins_here
+
+
+def score(
+    evidence: Evidence, floor_scale: float, corrected: dict[int, float], unjudged: set[int]
+) -> tuple[np.ndarray, _BlockTotals]:
+    """Noise-aware per-component scores and per-block sums, a chunk of theta at a time.
+
+    Parameters
+    ----------
+    evidence : Evidence
+        The numeric and analytic gradients, layout and steps.
+    floor_scale : float
+        The noise floor of component i is ``floor_scale / h_i``.
+    corrected : dict of int to float
+        Re-examined numeric values, used in place of ``approx``.
+    unjudged : set of int
+        Components that do not count against their block (their residual is zero).
+
+    Returns
+    -------
+    scores : ndarray of float64, shape (n,)
+        ``max(|numeric - analytic| - floor, 0) / (|numeric| + |analytic|)`` (0 where both are
+        zero or the component is unjudged, inf where dtheta is not finite).
+    totals : _BlockTotals
+        Per-block squared norms, largest raw error and where, and non-finite counts.
+    """
+    n, offsets = evidence.approx.shape[0], evidence.layout.offsets
+    sparse = _Sparse(corrected, unjudged)
+    bounds = offsets.tolist()
+    scores = np.zeros(n)
+    totals = _BlockTotals.zeros(offsets)
+    for start in range(0, n, CHUNK):
+        stop = min(n, start + CHUNK)
+        terms = _score_chunk(evidence, floor_scale, sparse, start, stop, scores[start:stop])
+        totals.add(terms, bounds, start, stop)
     return scores, totals
 
 
+def _score_chunk(
+    evidence: Evidence, floor_scale: float, sparse: _Sparse, start: int, stop: int,
+    chunk_scores: np.ndarray,
+) -> _ChunkTerms:
+    """Write the scores of components start:stop into ``chunk_scores``; return their terms."""
+    estimate, analytic = evidence.approx[start:stop], evidence.dtheta[start:stop]
+    numeric = sparse.substituted(estimate, start, stop)
+    finite = np.isfinite(analytic)
+    all_finite = bool(finite.all())
+    with np.errstate(invalid="ignore", over="ignore"):
+        raw_error = np.abs(estimate - analytic)
+        if not all_finite:
+            raw_error[~finite] = np.inf
+        residual = (raw_error if numeric is estimate else np.abs(numeric - analytic)) - (
+            floor_scale / evidence.steps.over(start, stop)
+        )
+        np.maximum(residual, 0.0, out=residual)
+        sparse.clear_unjudged(residual, start, stop)
+        scale = np.abs(numeric)
+        scale += np.abs(analytic)
+        np.divide(residual, scale, out=chunk_scores, where=scale > 0)
+        if not all_finite:
+            residual[~finite] = 0.0
+            chunk_scores[~finite] = np.inf
+            numeric = np.where(finite, numeric, 0.0)
+            analytic = np.where(finite, analytic, 0.0)
+        squares = np.empty((3, stop - start))
+        np.multiply(residual, residual, out=squares[0])
+        np.multiply(numeric, numeric, out=squares[1])
+        np.multiply(analytic, analytic, out=squares[2])
+    return _ChunkTerms(raw_error, squares, finite, all_finite)
+
+
 def lecture_difference(norms: np.ndarray) -> float:
-    """The lecture's number from summed squared norms (rows of ``block_norms``)."""
+    """The lecture's number from summed squared norms.
+
+    Parameters
+    ----------
+    norms : ndarray of float64, shape (n_blocks, 3)
+        Rows of ``block_norms``: squared norms of approx - dtheta, approx and dtheta.
+
+    Returns
+    -------
+    float
+        ``||approx - dtheta|| / (||approx|| + ||dtheta||)`` over all blocks; 0.0 when both
+        gradients are zero, NaN when a sum is not finite.
+    """
     return _lecture(*norms.sum(axis=0).tolist())
 
 
@@ -168,46 +258,60 @@ def _verdict(difference: float, correct: float, bug: float) -> Verdict:
 
 
 def parameter_reports(
-    layout: Layout, block_norms: np.ndarray, sums: _BlockTotals, scores: np.ndarray,
-    flagged: np.ndarray, likely_bug: set[int], correct: float, bug: float,
+    evidence: Evidence, totals: _BlockTotals, scores: np.ndarray, flagged: np.ndarray,
+    likely_bug: set[int], thresholds: tuple[float, float],
 ) -> dict[str, ParameterReport]:
-    """One :class:`ParameterReport` per block, in the order of ``layout``."""
+    """One :class:`ParameterReport` per block, in the order of the layout.
+
+    A block's verdict comes from its adjusted difference, made worse by the score of its worst
+    likely bug: a single wrong entry in a large block is a bug however small its share.
+    """
+    layout, (correct, bug) = evidence.layout, thresholds
     disagreeing = np.bincount(layout.block_of(flagged), minlength=len(layout.names))
-    worst_bug_score: dict[int, float] = {}
-    for i in likely_bug:
-        block = int(layout.block_of(i))
-        worst_bug_score[block] = max(worst_bug_score.get(block, 0.0), float(scores[i]))
+    worst_bug_score = _worst_score_per_block(layout, likely_bug, scores)
     per_parameter = {}
     for k, (name, shape) in enumerate(zip(layout.names, layout.shapes)):
-        if sums.n_non_finite[k]:
+        if totals.n_non_finite[k]:
             adjusted, verdict = float("inf"), Verdict.BUG
         else:
-            adjusted = _lecture(*sums.squares[k])
+            adjusted = _lecture(*totals.squares[k])
             verdict = _verdict(adjusted, correct, bug)
             if k in worst_bug_score:
                 verdict = worst_verdict([verdict, _verdict(worst_bug_score[k], correct, bug)])
         per_parameter[name] = ParameterReport(
             name=name,
             shape=tuple(shape),
-            difference=_lecture(*block_norms[k]),
+            difference=_lecture(*evidence.block_norms[k]),
             adjusted_difference=adjusted,
             verdict=verdict,
-            max_abs_error=float(sums.max_error[k]),
+            max_abs_error=float(totals.max_error[k]),
             worst_index=(
-                layout.locate(int(sums.worst[k]))[1] if layout.offsets[k + 1] > layout.offsets[k]
+                layout.locate(int(totals.worst[k]))[1] if layout.offsets[k + 1] > layout.offsets[k]
                 else ()  # an empty parameter has no worst component
             ),
             n_disagreeing=int(disagreeing[k]),
-            n_non_finite=int(sums.n_non_finite[k]),
+            n_non_finite=int(totals.n_non_finite[k]),
         )
     return per_parameter
 
 
+def _worst_score_per_block(
+    layout: Layout, components: set[int], scores: np.ndarray
+) -> dict[int, float]:
+    worst: dict[int, float] = {}
+    for i in components:
+        block = int(layout.block_of(i))
+        worst[block] = max(worst.get(block, 0.0), float(scores[i]))
+    return worst
+
+
 def overall_verdict(
-    sums: _BlockTotals, per_parameter: dict[str, ParameterReport], correct: float, bug: float
+    totals: _BlockTotals, per_parameter: dict[str, ParameterReport],
+    thresholds: tuple[float, float],
 ) -> Verdict:
     """The verdict on all of theta at once, or the worst parameter's if that is worse."""
-    any_non_finite = bool(sums.n_non_finite.any())
-    totals = sums.squares.sum(axis=0)
-    overall = Verdict.BUG if any_non_finite else _verdict(_lecture(*totals), correct, bug)
+    correct, bug = thresholds
+    any_non_finite = bool(totals.n_non_finite.any())
+    summed = totals.squares.sum(axis=0)
+    overall = Verdict.BUG if any_non_finite else _verdict(_lecture(*summed), correct, bug)
     return worst_verdict([overall] + [p.verdict for p in per_parameter.values()])
