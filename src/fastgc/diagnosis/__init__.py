@@ -6,10 +6,11 @@ small blocks, raises false alarms in float32 and on zero gradients, and is blind
 1. Each component is compared with a tolerance made of the attainable relative accuracy of the
    dtype and a *noise floor*: the round-off of the cost, ``FLOOR_FACTOR * u * |J| / h``, which
    a two-sided difference at step ``h`` cannot see below (:mod:`.noise`).
-2. Disagreeing components are re-examined at other steps (h/10, 2h, 10h, 20h and Richardson's
-   fourth-order combinations), and labelled: agreement at another step (round-off or truncation),
-   a kink (one-sided slopes that jump, or a change of the user's signature), a likely bug (every
-   estimate agrees with the others and not with the analytic value) or noise (:mod:`.reexamine`).
+2. Disagreeing components are re-examined at steps from h/4 to 16h (one-sided slopes, and
+   Richardson's fourth-order combinations of central differences), and labelled: agreement at
+   another step (round-off or truncation), a kink (one-sided slopes that jump, or a change of
+   the user's signature), a likely bug (every estimate agrees with the others and not with the
+   analytic value) or noise (:mod:`.reexamine`).
 3. Each parameter block gets the lecture's number recomputed with the re-examined values and the
    noise floor subtracted, and a verdict; the overall verdict is the worst of them
    (:mod:`.scoring`).
