@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fastgc import Label, Verdict, flatten
-from fastgc._engines import block_norms
+from fastgc.engines import get_engine
 from fastgc._steps import choose_steps
 from fastgc.diagnosis import Evidence, Prober, diagnose
 
@@ -34,7 +34,7 @@ def problem(eps: float):
 
 
 def evidence_for(theta, layout, steps, approx, dtheta) -> Evidence:
-    norms = block_norms("python", approx, dtheta, layout.offsets)
+    norms = get_engine("python").block_norms(approx, dtheta, layout.offsets)
     return Evidence(approx, dtheta, layout, steps, cost_at(theta), norms)
 
 
