@@ -14,6 +14,7 @@ import os
 import numpy as np
 import pytest
 
+from costs import C_FLOAT, DTYPES, make_ctypes_cost, python_cost
 from fastgc.engines import _reference
 from fastgc._ccost import c_cost_pointer, is_c_cost
 
@@ -36,20 +37,6 @@ def _import_required(name, hint):
 core = _import_required(
     "fastgc._core", "build it with `python setup.py build_ext --inplace` or `pip install -e .`"
 )
-
-DTYPES = [np.float64, np.float32]
-C_FLOAT = {np.float64: ctypes.c_double, np.float32: ctypes.c_float}
-
-
-@pytest.fixture(scope="module")
-def numba():
-    """Numba, skipped when missing unless FASTGC_REQUIRE_CYTHON=1."""
-    try:
-        return importlib.import_module("numba")
-    except ImportError as exc:
-        if REQUIRE_CYTHON:
-            pytest.fail(f"numba cannot be imported ({exc}) and FASTGC_REQUIRE_CYTHON=1 is set")
-        pytest.skip(f"numba is not available ({exc}); the @cfunc costs need it")
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,23 +98,6 @@ class Problem:
         # Every private copy is restored exactly.
         assert_bitwise_equal(work, np.tile(self.theta, (self.n_chunks, 1)))
         return approx, failed
-
-
-def python_cost(theta, weights):
-    """The cost used through ctypes and by the equivalent Python ``evaluate``."""
-    x = theta.astype(np.float64)
-    return float(np.sum(weights * np.sin(x)) + 0.25 * np.dot(x * x, x))
-
-
-def make_ctypes_cost(dtype, weights, cost=python_cost):
-    prototype = ctypes.CFUNCTYPE(
-        ctypes.c_double, ctypes.POINTER(C_FLOAT[dtype]), ctypes.c_ssize_t, ctypes.c_void_p
-    )
-
-    def callback(theta_ptr, n, data):
-        return cost(np.ctypeslib.as_array(theta_ptr, shape=(n,)), weights)
-
-    return prototype(callback)
 
 
 def make_numba_cost(numba, dtype, nan_index=-1, nan_above=np.inf):

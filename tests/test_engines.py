@@ -5,13 +5,6 @@ from __future__ import annotations
 
 import ctypes
 import io
-import json
-import os
-import shutil
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,108 +13,13 @@ from hypothesis import strategies as st
 
 import fastgc
 import models
-from conftest import require_engine
+from conftest import TWO_THREADS, check, require_engine
+from costs import C_SIGNATURE, load_sine_cost, python_sine_cost, sine_problem
 from fastgc import engines as _engines
 from fastgc._threads import usable_threads
+from processes import run_python
 
-TESTS_DIR = Path(__file__).resolve().parent
-SOURCE_DIR = Path(fastgc.__file__).resolve().parent.parent
 ALLOWED = r"\('auto', 'numba', 'cython', 'python'\)"
-TWO_THREADS = min(2, usable_threads())
-
-# A small C cost of the documented signature: J = sum_i a_i sin(theta_i) + (sum_i theta_i)^2 / 2,
-# with the coefficients a passed as `void *data`. Its gradient is a_i cos(theta_i) + sum(theta).
-C_SOURCE = r"""
-#include <math.h>
-#include <stddef.h>
-
-double sine_cost(const double *theta, ptrdiff_t n, void *data)
-{
-    const double *a = (const double *)data;
-    double weighted = 0.0, total = 0.0;
-    for (ptrdiff_t i = 0; i < n; ++i) {
-        weighted += a[i] * sin(theta[i]);
-        total += theta[i];
-    }
-    return weighted + 0.5 * total * total;
-}
-"""
-C_SIGNATURE = (ctypes.c_double, [ctypes.POINTER(ctypes.c_double), ctypes.c_ssize_t,
-                                 ctypes.c_void_p])
-
-
-@pytest.fixture(scope="session")
-def c_library(tmp_path_factory) -> Path:
-    """``sine_cost`` compiled with the system C compiler into a shared library."""
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        pytest.skip("no C compiler (cc or gcc) on PATH to build the C-level test cost")
-    directory = tmp_path_factory.mktemp("c_cost")
-    source, library = directory / "sine_cost.c", directory / "libsine_cost.so"
-    source.write_text(C_SOURCE)
-    subprocess.run(
-        [compiler, "-O2", "-shared", "-fPIC", "-o", str(library), str(source), "-lm"],
-        check=True, capture_output=True,
-    )
-    return library
-
-
-def load_sine_cost(library: Path, restype=C_SIGNATURE[0], argtypes=C_SIGNATURE[1]):
-    """A fresh ctypes function pointer to ``sine_cost`` with the given signature."""
-    function = ctypes.CDLL(str(library))["sine_cost"]  # [] gives a new, uncached pointer
-    function.restype = restype
-    if argtypes is not None:
-        function.argtypes = argtypes
-    return function
-
-
-def sine_problem(seed: int = 0):
-    """Parameters (a dict of two blocks), coefficients a, and the exact gradients."""
-    rng = np.random.default_rng(seed)
-    params = {"W": rng.standard_normal((6, 7)), "b": rng.standard_normal((6, 1))}
-    theta = np.concatenate([value.reshape(-1) for value in params.values()])
-    a = rng.standard_normal(theta.size)
-    dtheta = a * np.cos(theta) + theta.sum()
-    grads = {"dW": dtheta[:42].reshape(6, 7), "db": dtheta[42:].reshape(6, 1)}
-    return params, a, grads
-
-
-def python_sine_cost(theta_pointer, n, data):
-    """The C cost's arithmetic in Python, for ``ctypes.CFUNCTYPE`` (called back from C)."""
-    a = ctypes.cast(data, ctypes.POINTER(ctypes.c_double))
-    weighted = total = 0.0
-    for i in range(n):
-        weighted += a[i] * np.sin(theta_pointer[i])
-        total += theta_pointer[i]
-    return weighted + 0.5 * total * total
-
-
-def run_python(code: str, *argv: str, prelude: str = "", env: dict | None = None) -> dict:
-    """Run ``prelude + code`` in a fresh interpreter; return the JSON it prints last."""
-    paths = [str(SOURCE_DIR), str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
-    environment.pop("FASTGC_ENGINE", None)
-    environment.update(env or {})
-    completed = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(prelude) + textwrap.dedent(code), *argv],
-        capture_output=True, text=True, env=environment, timeout=120,
-    )
-    assert completed.returncode == 0, completed.stderr
-    return json.loads(completed.stdout.splitlines()[-1])
-
-
-@pytest.fixture
-def no_engine_variable(monkeypatch):
-    """FASTGC_ENGINE unset, and its cached reading cleared before and after the test."""
-    monkeypatch.delenv("FASTGC_ENGINE", raising=False)
-    _engines.environment_engine.cache_clear()
-    yield monkeypatch
-    _engines.environment_engine.cache_clear()
-
-
-def check(cost, params, grads, **options):
-    return fastgc.check(cost, params, grads, progress=False, **options)
-
 
 # --- import -----------------------------------------------------------------------------------
 
@@ -314,7 +212,7 @@ C_COST_SCRIPT = """
 import ctypes, io, json, sys
 import numpy as np
 import fastgc
-from test_engines import load_sine_cost, sine_problem
+from costs import load_sine_cost, sine_problem
 
 cost = load_sine_cost(sys.argv[1])
 params, a, grads = sine_problem(1)

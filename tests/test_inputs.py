@@ -14,111 +14,14 @@ import numpy as np
 import pytest
 
 import fastgc
+from conftest import (ENGINE_CASES, EngineCase, assert_untouched, check_option, require_engine,
+                      snapshot)
+from costs import (INF_BASE, NAN_AT, NAN_BASE, OK, RAISE_AT, RAISE_BASE, TRIGGER, TRIGGER_FLAT,
+                   WRITE, X, c_cost, check_faulty, faulty, plain_cost)
 from fastgc._cost import CostKind
-from conftest import ENGINE_CASES, EngineCase, require_engine, snapshot
 from fastgc._threads import resolve_n_threads, usable_threads
 
-# A two-parameter tanh model over fixed inputs; W1[1, 2] is exactly 0.5 so that a cost can
-# misbehave only while that one component is moved up (theta[6] > 0.5).
-X = np.linspace(-1.0, 1.0, 4).reshape(4, 1)
-TRIGGER_FLAT, TRIGGER = 6, ("W1", (1, 2))
-
-# What the test cost does, selected by an int argument so that one compiled kernel serves all.
-OK, RAISE_AT, WRITE, NAN_AT, NAN_BASE, INF_BASE, RAISE_BASE = range(7)
-
-
-def make_params() -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(7)
-    W1 = rng.standard_normal((3, 4)) * 0.5
-    W1[1, 2] = 0.5
-    return {"W1": W1, "b1": rng.standard_normal((3, 1)) * 0.1}
-
-
-def exact_grads(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    A = np.tanh(params["W1"] @ X + params["b1"])
-    dZ = 2 * A * (1 - A**2)
-    return {"dW1": dZ @ X.T, "db1": dZ}
-
-
-def plain_cost(p):
-    return float(np.sum(np.tanh(p["W1"] @ X + p["b1"]) ** 2))
-
-
-def py_cost(p, mode):
-    if mode == RAISE_BASE or (mode == RAISE_AT and p["W1"][1, 2] > 0.5):
-        raise ValueError("boom inside the cost")
-    if mode == WRITE:
-        p["b1"][1, 0] = 7.0
-    value = float(np.sum(np.tanh(p["W1"] @ X + p["b1"]) ** 2))
-    if mode == NAN_BASE or (mode == NAN_AT and p["W1"][1, 2] > 0.5):
-        return math.nan
-    if mode == INF_BASE:
-        return math.inf
-    return value
-
-
-_compiled: dict[str, object] = {}
-
-
-def njit_cost():
-    """``py_cost`` as an @njit function of the flat theta (W1 then b1, C order)."""
-    if "njit" not in _compiled:
-        import numba
-
-        @numba.njit(cache=False)
-        def flat_cost(theta, mode):  # loops, not W1 @ X: much quicker to compile
-            if mode == RAISE_BASE or (mode == RAISE_AT and theta[TRIGGER_FLAT] > 0.5):
-                raise ValueError("boom inside the cost")
-            if mode == WRITE:
-                theta[13] = 7.0
-            value = 0.0
-            for row in range(3):
-                z = theta[12 + row]
-                for column in range(4):
-                    z += theta[4 * row + column] * X[column, 0]
-                value += np.tanh(z) ** 2
-            if mode == NAN_BASE or (mode == NAN_AT and theta[TRIGGER_FLAT] > 0.5):
-                return np.nan
-            if mode == INF_BASE:
-                return np.inf
-            return value
-
-        _compiled["njit"] = flat_cost
-    return _compiled["njit"]
-
-
-def c_cost():
-    """The same as a Numba @cfunc; ``void *data`` points to the int64 mode."""
-    if "cfunc" not in _compiled:
-        import numba
-        from numba import types
-
-        flat_cost = njit_cost()
-        signature = types.float64(types.CPointer(types.float64), types.intp, types.voidptr)
-
-        @numba.cfunc(signature)
-        def cost_c(theta_pointer, n, data):
-            mode = numba.carray(data, (1,), dtype=np.int64)[0]
-            return flat_cost(numba.carray(theta_pointer, (n,)), mode)
-
-        _compiled["cfunc"] = cost_c
-    return _compiled["cfunc"]
-
-
-def faulty(case: EngineCase, mode: int):
-    """(cost, args) of the test cost for an engine case, misbehaving as ``mode`` says."""
-    if case.cost_kind == CostKind.NJIT:
-        return njit_cost(), (mode,)
-    if case.cost_kind == CostKind.C:
-        return c_cost(), (np.array([mode], dtype=np.int64),)
-    return py_cost, (mode,)
-
-
-def check_faulty(case: EngineCase, params, grads, mode: int, **options):
-    cost, args = faulty(case, mode)
-    return fastgc.check(cost, params, grads, args=args, engine=case.engine, progress=False,
-                        **options)
-
+pytestmark = pytest.mark.usefixtures("no_thread_default")
 
 # A C cost cannot raise a Python exception: these cases run on the other three.
 RAISING_CASES = [case for case in ENGINE_CASES if case.cost_kind != CostKind.C]
@@ -131,24 +34,6 @@ def raising_engine(request) -> EngineCase:
     if case.cost_kind == CostKind.NJIT:
         require_engine("numba")
     return case
-
-
-@pytest.fixture
-def inputs():
-    params = make_params()
-    grads = exact_grads(params)
-    return params, grads, (snapshot(params), snapshot(grads))
-
-
-@pytest.fixture(autouse=True)
-def no_thread_default():
-    fastgc.set_num_threads(None)
-    yield
-    fastgc.set_num_threads(None)
-
-
-def assert_untouched(params, grads, before) -> None:
-    assert (snapshot(params), snapshot(grads)) == before
 
 
 # --------------------------------------------------------------------------------------------
@@ -541,15 +426,6 @@ def test_a_parameter_that_is_not_an_array(inputs, value):
 
 # --------------------------------------------------------------------------------------------
 # Options.
-
-
-def check_option(inputs, **options):
-    params, grads, before = inputs
-    try:
-        return fastgc.check(plain_cost, params, grads, **{"engine": "python", "progress": False,
-                                                          **options})
-    finally:
-        assert_untouched(params, grads, before)
 
 
 @pytest.mark.parametrize("eps", [0.0, -1e-7, math.nan, math.inf, -math.inf])
