@@ -158,3 +158,13 @@ def numba():
     import numba
 
     return numba
+
+
+@pytest.fixture(scope="module")
+def core():
+    """The compiled extension ``fastgc._core``; skipped when it is not built unless
+    FASTGC_REQUIRE_CYTHON=1, as ``require_engine`` does."""
+    require_engine("cython")
+    from fastgc import _core
+
+    return _core

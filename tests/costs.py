@@ -4,7 +4,7 @@
   documented C-cost signature, with its problem and its arithmetic in Python;
 - a small tanh model whose cost misbehaves (raises, returns NaN or inf, writes into its
   input) as an int ``mode`` argument says, written three ways: Python, ``@njit``, ``@cfunc``;
-- the Python and ctypes forms of the kernel tests' cost.
+- the kernel tests' cost in Python, through ctypes and as a Numba ``@cfunc``.
 
 Nothing here imports Numba until a compiled cost is asked for, so a process that blocks Numba
 can still import this module.
@@ -185,7 +185,7 @@ def check_faulty(case: EngineCase, params, grads, mode: int, **options):
 
 
 # --------------------------------------------------------------------------------------------
-# The kernel tests' cost, in Python and through ctypes.
+# The kernel tests' cost: in Python, through ctypes, and as a Numba @cfunc.
 
 DTYPES = [np.float64, np.float32]
 C_FLOAT = {np.float64: ctypes.c_double, np.float32: ctypes.c_float}
@@ -206,3 +206,33 @@ def make_ctypes_cost(dtype, weights, cost=python_cost):
         return cost(np.ctypeslib.as_array(theta_ptr, shape=(n,)), weights)
 
     return prototype(callback)
+
+
+def make_numba_cost(numba, dtype, nan_index=-1, nan_above=np.inf):
+    """A ``@cfunc`` cost reading its weights through ``data``; NaN when theta[nan_index] is big."""
+    from numba import types
+
+    element = types.float64 if dtype == np.float64 else types.float32
+    signature = types.float64(types.CPointer(element), types.intp, types.voidptr)
+
+    def cost(theta_ptr, n, data):
+        theta = numba.carray(theta_ptr, n)
+        weights = numba.carray(data, n, dtype=np.float64)
+        if nan_index >= 0 and theta[nan_index] > nan_above:
+            return np.nan
+        total = 0.0
+        for j in range(n):
+            x = np.float64(theta[j])
+            total += weights[j] * np.sin(x) + 0.25 * x * x * x
+        return total
+
+    return numba.cfunc(signature)(cost)
+
+
+def numba_cost_body(theta, weights):
+    """The body of ``make_numba_cost`` as an ordinary function of an array."""
+    total = 0.0
+    for j in range(theta.shape[0]):
+        x = np.float64(theta[j])
+        total += weights[j] * np.sin(x) + 0.25 * x * x * x
+    return total

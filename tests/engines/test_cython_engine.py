@@ -110,3 +110,12 @@ def test_cython_engine_with_a_compiled_c_cost_matches_the_python_engine_bitwise(
     assert result.difference == reference.difference
     assert result.verdict == reference.verdict != "correct"
     assert result.worst(1)[0].name == "W" and result.worst(1)[0].index == (4, 5)
+
+
+# --- OpenMP -----------------------------------------------------------------------------------
+
+
+def test_openmp_queries(core):
+    assert isinstance(core.openmp_enabled(), bool)
+    assert isinstance(core.openmp_max_threads(), int)
+    assert core.openmp_max_threads() >= 1

@@ -1,7 +1,8 @@
-"""Tests of the Cython kernels ``fastgc._core`` and of the C-cost recognition ``fastgc._ccost``.
+"""The kernels: the Cython extension ``fastgc._core``, its Numba twin
+``fastgc.engines._numba_kernels`` and the pure-Python reference ``fastgc.engines._reference``.
 
-The kernels must agree bit for bit with the pure-Python reference ``fastgc._reference``, give the
-same results for any number of threads, and leave every row of ``work`` exactly as it was.
+The kernels must agree bit for bit with the pure-Python reference, give the same results for any
+number of threads, and leave every row of ``work`` exactly as it was.
 
 Without the compiled extension (or Numba, for the ``@cfunc`` costs) these tests are skipped,
 unless ``FASTGC_REQUIRE_CYTHON=1`` is set, in which case they fail.
@@ -14,9 +15,9 @@ import os
 import numpy as np
 import pytest
 
-from costs import C_FLOAT, DTYPES, make_ctypes_cost, python_cost
+from costs import C_FLOAT, DTYPES, make_ctypes_cost, make_numba_cost, numba_cost_body, python_cost
+from fastgc._ccost import c_cost_pointer
 from fastgc.engines import _reference
-from fastgc._ccost import c_cost_pointer, is_c_cost
 
 REQUIRE_CYTHON = os.environ.get("FASTGC_REQUIRE_CYTHON", "").strip() == "1"
 
@@ -100,27 +101,6 @@ class Problem:
         return approx, failed
 
 
-def make_numba_cost(numba, dtype, nan_index=-1, nan_above=np.inf):
-    """A ``@cfunc`` cost reading its weights through ``data``; NaN when theta[nan_index] is big."""
-    from numba import types
-
-    element = types.float64 if dtype == np.float64 else types.float32
-    signature = types.float64(types.CPointer(element), types.intp, types.voidptr)
-
-    def cost(theta_ptr, n, data):
-        theta = numba.carray(theta_ptr, n)
-        weights = numba.carray(data, n, dtype=np.float64)
-        if nan_index >= 0 and theta[nan_index] > nan_above:
-            return np.nan
-        total = 0.0
-        for j in range(n):
-            x = np.float64(theta[j])
-            total += weights[j] * np.sin(x) + 0.25 * x * x * x
-        return total
-
-    return numba.cfunc(signature)(cost)
-
-
 def numba_cost_of_row(cfunc, dtype, weights):
     """The same compiled cost called from Python through its ctypes view."""
     pointer_type = ctypes.POINTER(C_FLOAT[dtype])
@@ -133,12 +113,6 @@ def numba_cost_of_row(cfunc, dtype, weights):
 
 # --------------------------------------------------------------------------------------------
 # central_differences_c
-
-
-def test_openmp_queries():
-    assert isinstance(core.openmp_enabled(), bool)
-    assert isinstance(core.openmp_max_threads(), int)
-    assert core.openmp_max_threads() >= 1
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
@@ -269,7 +243,7 @@ def test_c_matches_numba_twin(numba, dtype):
     kernels = importlib.import_module("fastgc.engines._numba_kernels")
     problem = Problem(dtype, n_chunks=2, seed=6)
     cfunc = make_numba_cost(numba, dtype)
-    jitted = numba.njit(_numba_cost_body)
+    jitted = numba.njit(numba_cost_body)
 
     approx, failed = problem.run_c(c_cost_pointer(cfunc, dtype), n_threads=2)
     work, expected_approx, expected_failed = problem.buffers()
@@ -279,15 +253,6 @@ def test_c_matches_numba_twin(numba, dtype):
     )
     assert_bitwise_equal(failed, expected_failed)
     assert_bitwise_equal(approx, expected_approx)
-
-
-def _numba_cost_body(theta, weights):
-    """The body of ``make_numba_cost`` as an ordinary function of an array."""
-    total = 0.0
-    for j in range(theta.shape[0]):
-        x = np.float64(theta[j])
-        total += weights[j] * np.sin(x) + 0.25 * x * x * x
-    return total
 
 
 def test_c_validates_cheap_things():
@@ -472,98 +437,3 @@ def test_block_norms_validates_shapes():
         core.block_norms(approx, dtheta, np.array([0, 3, 2], np.int64), np.zeros((2, 3)))
     with pytest.raises(ValueError, match=r"got 5 at position 1"):
         core.block_norms(approx, dtheta, np.array([0, 5], np.int64), np.zeros((1, 3)))
-
-
-# --------------------------------------------------------------------------------------------
-# fastgc._ccost
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
-def test_ccost_accepts_right_signatures(numba, dtype):
-    cfunc = make_numba_cost(numba, dtype)
-    assert is_c_cost(cfunc)
-    assert c_cost_pointer(cfunc, dtype) == cfunc.address
-    assert c_cost_pointer(cfunc, np.dtype(dtype).name) == cfunc.address
-
-    for size_type in (ctypes.c_ssize_t, ctypes.c_int64):
-        prototype = ctypes.CFUNCTYPE(
-            ctypes.c_double, ctypes.POINTER(C_FLOAT[dtype]), size_type, ctypes.c_void_p
-        )
-        cost = prototype(lambda theta, n, data: 0.0)
-        assert is_c_cost(cost)
-        assert c_cost_pointer(cost, dtype) == ctypes.cast(cost, ctypes.c_void_p).value
-
-
-def test_ccost_rejects_wrong_numba_signatures(numba):
-    from numba import types
-
-    def body(theta, n, data):
-        return 0.0
-
-    float64_ptr, float32_ptr = types.CPointer(types.float64), types.CPointer(types.float32)
-    wrong = {
-        "float32 theta": types.float64(float32_ptr, types.intp, types.voidptr),
-        "float32 result": types.float32(float64_ptr, types.intp, types.voidptr),
-        "int32 n": types.float64(float64_ptr, types.int32, types.voidptr),
-        "no data": types.float64(float64_ptr, types.intp),
-    }
-    for name, signature in wrong.items():
-        if name == "no data":
-            cfunc = numba.cfunc(signature)(lambda theta, n: 0.0)
-        else:
-            cfunc = numba.cfunc(signature)(body)
-        assert is_c_cost(cfunc)
-        with pytest.raises(TypeError) as info:
-            c_cost_pointer(cfunc, np.float64)
-        message = str(info.value)
-        assert "const double *theta, Py_ssize_t n, void *data" in message
-        assert "float64(CPointer(float64), intp, voidptr)" in message
-        assert str(cfunc._sig) in message
-
-    # The right signature for float64 is the wrong one for float32.
-    cfunc = numba.cfunc(types.float64(float64_ptr, types.intp, types.voidptr))(body)
-    with pytest.raises(TypeError, match=r"const float \*theta.*\(float64\*, int64, void\*\)"):
-        c_cost_pointer(cfunc, np.float32)
-
-
-def test_ccost_rejects_wrong_ctypes_signatures():
-    c = ctypes
-    wrong = [
-        (c.c_double, c.POINTER(c.c_float), c.c_ssize_t, c.c_void_p),
-        (c.c_float, c.POINTER(c.c_double), c.c_ssize_t, c.c_void_p),
-        (c.c_double, c.POINTER(c.c_double), c.c_int32, c.c_void_p),
-        (c.c_double, c.POINTER(c.c_double), c.c_size_t, c.c_void_p),
-        (c.c_double, c.c_void_p, c.c_ssize_t, c.c_void_p),
-        (c.c_double, c.POINTER(c.c_double), c.c_ssize_t),
-    ]
-    for restype, *argtypes in wrong:
-        cost = c.CFUNCTYPE(restype, *argtypes)(lambda *args: 0)
-        with pytest.raises(TypeError) as info:
-            c_cost_pointer(cost, np.float64)
-        message = str(info.value)
-        assert "must have the signature double (*)(const double *theta" in message
-        assert "CFUNCTYPE(c_double, POINTER(c_double), c_ssize_t, c_void_p)" in message
-        assert f"{restype.__name__} (*)(" in message
-
-
-def test_ccost_rejects_library_function_without_argtypes():
-    libm = ctypes.CDLL(None)
-    with pytest.raises(TypeError, match=r"has the signature c_int \(\*\)\(unknown"):
-        c_cost_pointer(libm.cos, np.float64)
-
-
-def test_ccost_null_pointer_and_bad_dtype():
-    prototype = ctypes.CFUNCTYPE(
-        ctypes.c_double, ctypes.POINTER(ctypes.c_double), ctypes.c_ssize_t, ctypes.c_void_p
-    )
-    with pytest.raises(ValueError, match="NULL function pointer"):
-        c_cost_pointer(prototype(), np.float64)
-    with pytest.raises(ValueError, match="dtype must be float32 or float64, got int64"):
-        c_cost_pointer(prototype(lambda *args: 0.0), np.int64)
-
-
-def test_ccost_returns_none_for_python_level_costs(numba):
-    jitted = numba.njit(_numba_cost_body)
-    for cost in (python_cost, lambda theta: 0.0, jitted, None, 12345, np.sin):
-        assert not is_c_cost(cost)
-        assert c_cost_pointer(cost, np.float64) is None
