@@ -13,10 +13,12 @@ import pytest
 
 import fastgc
 import models
-from conftest import TWO_THREADS, check, require_engine
+from conftest import TWO_THREADS, check, check_option, require_engine
 from costs import C_SIGNATURE, load_sine_cost, python_sine_cost, sine_problem
 from fastgc import engines as _engines
 from processes import run_python
+
+pytestmark = pytest.mark.usefixtures("no_thread_default")
 
 ALLOWED = r"\('auto', 'numba', 'cython', 'python'\)"
 
@@ -143,3 +145,17 @@ def test_invalid_engine_names_list_the_allowed_values(engine):
     with pytest.raises(fastgc.InvalidInputError,
                        match=rf"^engine must be one of {ALLOWED}, got {received}$"):
         check(models.cost, params, models.grads(params, X, Y), args=(X, Y), engine=engine)
+
+
+@pytest.mark.parametrize("engine_name", ["fortran", "", 3])
+def test_unknown_engine(inputs, engine_name):
+    with pytest.raises(fastgc.InvalidInputError, match=r"engine must be one of"):
+        check_option(inputs, engine=engine_name)
+
+
+# --- hooks ------------------------------------------------------------------------------------
+
+
+def test_reseed_with_a_parallel_engine(inputs):
+    with pytest.raises(fastgc.EngineError, match=r"reseed .* pass engine='python'"):
+        check_option(inputs, engine="cython", reseed=lambda: None)

@@ -8,8 +8,10 @@ import pytest
 
 import fastgc
 import models
-from conftest import check, require_engine
-from costs import load_sine_cost, sine_problem
+from conftest import assert_untouched, check, check_option, require_engine
+from costs import OK, c_cost, load_sine_cost, sine_problem
+
+pytestmark = pytest.mark.usefixtures("no_thread_default")
 
 
 @pytest.mark.parametrize("kind, described", [
@@ -32,6 +34,25 @@ def test_numba_engine_with_a_cost_it_cannot_run_says_what_to_pass(no_engine_vari
               rf"engine='python' \(or 'auto'\)$",
     ):
         check(cost, params, grads, args=args, engine="numba")
+
+
+def test_numba_engine_with_a_plain_python_cost_says_what_to_pass(inputs):
+    require_engine("numba")
+    with pytest.raises(
+        fastgc.EngineError,
+        match=r"engine='numba' runs a cost compiled with @numba.njit .* this cost is a Python "
+        r"callable\. Pass engine='cython' or engine='python'",
+    ):
+        check_option(inputs, engine="numba")
+
+
+def test_numba_engine_with_a_c_cost_says_what_to_pass(inputs):
+    require_engine("numba")
+    params, grads, before = inputs
+    with pytest.raises(fastgc.EngineError, match=r"this cost is a C-level function"):
+        fastgc.check(c_cost(), params, grads, args=(np.array([OK]),), engine="numba",
+                     progress=False)
+    assert_untouched(params, grads, before)
 
 
 def test_numba_kernels_are_compiled_once_per_cost_and_argument_types():
