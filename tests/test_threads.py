@@ -1,17 +1,30 @@
 """Threads (``fastgc/_threads.py``): what ``n_threads`` means, the usable maximum and the
-environment, the default set by ``set_num_threads`` and the ``threads`` context manager."""
+environment, the default set by ``set_num_threads`` and the ``threads`` context manager.
+
+Also ``fastgc.check`` called from several threads at once, as from a thread pool (dask, joblib,
+concurrent.futures): no crash, no deadlock, the same results as alone, untouched arrays, and the
+process's thread settings left as they were."""
 
 from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 import fastgc
-from conftest import assert_untouched, check_option, require_engine
+import models
+from conftest import (ENGINE_CASES, TWO_THREADS, assert_untouched, check_option, require_engine,
+                      snapshot)
 from costs import plain_cost
 from fastgc._threads import resolve_n_threads, usable_threads
 
 pytestmark = pytest.mark.usefixtures("no_thread_default")
+
+
+# --------------------------------------------------------------------------------------------
+# Thread counts.
 
 
 @pytest.mark.parametrize(
@@ -140,3 +153,152 @@ def test_threads_context_manager_restores_even_on_error(clean_thread_env):
         with fastgc.threads(-(maximum + 1)):
             pass  # pragma: no cover
     assert fastgc.get_num_threads() == maximum
+
+
+# --------------------------------------------------------------------------------------------
+# Checks from a thread pool.
+
+TIMEOUT = 120  # seconds for any one check; a deadlock fails the test instead of hanging it
+BUGS = [(None, None), ("db1_sign", "b1"), ("dW2_doubled", "W2"), ("one_element", "W1")]
+
+
+def tasks(n_tasks: int):
+    """Different parameters (same X and Y) with correct or buggy gradients, and the verdict."""
+    base, X, Y = models.make_mlp(0)
+    rng = np.random.default_rng(1)
+    out = []
+    for k in range(n_tasks):
+        params = {name: value + 0.05 * rng.standard_normal(value.shape)
+                  for name, value in base.items()}
+        bug, parameter = BUGS[k % len(BUGS)]
+        out.append((params, models.grads(params, X, Y, bug=bug), parameter))
+    return out, X, Y
+
+
+def run_in_pool(jobs, workers: int):
+    """Run ``jobs`` (zero-argument callables) on a thread pool; results in order."""
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        futures = [pool.submit(job) for job in jobs]
+        return [future.result(timeout=TIMEOUT) for future in futures]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def check_job(case, cost, args, params, grads):
+    return lambda: fastgc.check(cost, params, grads, args=args, engine=case.engine,
+                                n_threads=TWO_THREADS, progress=False)
+
+
+def assert_same_as_alone(results, alone, expected_parameters, engine):
+    for result, reference, parameter in zip(results, alone, expected_parameters):
+        assert result.engine == engine
+        np.testing.assert_array_equal(result.approx, reference.approx)
+        assert result.difference == reference.difference
+        if parameter is None:
+            assert result.verdict == "correct"
+        else:
+            assert result.verdict == "bug"
+            assert result.worst_parameter().name == parameter
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_concurrent_checks_in_a_thread_pool(engine, workers):
+    problems, X, Y = tasks(3 * workers)
+    cost, args = engine.cost_for(X, Y)
+    # Each check alone, in this thread first (this also compiles what needs compiling).
+    alone = [fastgc.check(cost, p, g, args=args, engine=engine.engine, n_threads=TWO_THREADS,
+                          progress=False) for p, g, _ in problems]
+    before = [(snapshot(p), snapshot(g)) for p, g, _ in problems]
+    results = run_in_pool([check_job(engine, cost, args, p, g) for p, g, _ in problems], workers)
+    assert_same_as_alone(results, alone, [parameter for *_, parameter in problems], engine.engine)
+    assert [(snapshot(p), snapshot(g)) for p, g, _ in problems] == before
+
+
+def test_every_engine_at_once_in_one_pool():
+    for name in ("numba", "cython", "python"):
+        require_engine(name)
+    problems, X, Y = tasks(len(ENGINE_CASES) * 2)
+    jobs, alone, parameters = [], [], []
+    for k, (params, grads, parameter) in enumerate(problems):
+        case = ENGINE_CASES[k % len(ENGINE_CASES)]
+        cost, args = case.cost_for(X, Y)
+        alone.append(check_job(case, cost, args, params, grads)())
+        jobs.append(check_job(case, cost, args, params, grads))
+        parameters.append(parameter)
+    results = run_in_pool(jobs, workers=4)
+    for result, reference, parameter in zip(results, alone, parameters):
+        assert_same_as_alone([result], [reference], [parameter], reference.engine)
+
+
+def blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+
+def set_blas_threads(count: int) -> None:
+    """Set the BLAS thread count from a thread that then ends, so it keeps no control of it.
+
+    threadpoolctl lets one thread at a time control a process-wide BLAS pool; the main thread
+    must not keep that control, or the checks' own caps from pool threads would be ignored.
+    """
+    from threadpoolctl import threadpool_limits
+
+    setter = threading.Thread(target=threadpool_limits, kwargs={"limits": count,
+                                                                "user_api": "blas"})
+    setter.start()
+    setter.join()
+
+
+def test_overlapping_checks_restore_the_blas_thread_count():
+    require_engine("cython")
+    if TWO_THREADS < 2:
+        pytest.skip("needs 2 usable threads: with one, the BLAS cap is never applied")
+    if not blas_threads():
+        pytest.skip("threadpoolctl finds no BLAS library here")
+    params, X, Y = models.make_mlp(0)
+    grads = models.grads(params, X, Y)
+    first_inside, second_inside, first_done = (threading.Event() for _ in range(3))
+    lock = threading.Lock()
+    calls = {"first": 0, "second": 0}
+    inside: dict[str, list[int]] = {}
+
+    def cost_for(name, entered, wait_for):
+        def cost(p, X, Y):
+            with lock:
+                calls[name] += 1
+                pause = calls[name] == 4  # past the baseline evaluations, inside the run
+            if pause:  # the check is now inside its BLAS cap: hold it there
+                inside[name] = blas_threads()
+                entered.set()
+                wait_for.wait(30)
+            return models.cost(p, X, Y)
+
+        return cost
+
+    def first():
+        try:
+            return fastgc.check(cost_for("first", first_inside, second_inside), params, grads,
+                                args=(X, Y), engine="cython", n_threads=2, progress=False)
+        finally:
+            first_done.set()
+
+    def second():
+        assert first_inside.wait(30)
+        return fastgc.check(cost_for("second", second_inside, first_done), params, grads,
+                            args=(X, Y), engine="cython", n_threads=2, progress=False)
+
+    session = blas_threads()
+    set_blas_threads(2)  # whatever earlier tests left, start from two BLAS threads
+    try:
+        before = blas_threads()
+        results = run_in_pool([first, second], workers=2)
+        assert [r.verdict for r in results] == ["correct", "correct"]
+        # Both costs ran with BLAS on one thread; the second check entered while the first
+        # held the cap, and left last.
+        assert set(inside) == {"first", "second"}
+        assert all(count == 1 for counts in inside.values() for count in counts), inside
+        assert blas_threads() == before
+    finally:
+        set_blas_threads(session[0])
