@@ -76,6 +76,14 @@ def engine(request) -> EngineCase:
     return case
 
 
+def run(engine: EngineCase, params, X, Y, grads, **options):
+    """``fastgc.check`` of the MLP ``models`` builds, by an engine case; no progress bar unless
+    asked for."""
+    cost, args = engine.cost_for(X, Y)
+    options.setdefault("progress", False)
+    return fastgc.check(cost, params, grads, args=args, engine=engine.engine, **options)
+
+
 @pytest.fixture
 def mlp():
     return models.make_mlp(0)

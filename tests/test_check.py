@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import fastgc
 import models
-from conftest import TWO_THREADS, check, require_engine, snapshot
+from conftest import TWO_THREADS, check, require_engine, run, snapshot
 from fastgc import engines as _engines
 
 
@@ -39,12 +39,6 @@ def lecture_loop(cost, params, args, eps=1e-7):
 
 def lecture_difference(approx, dtheta):
     return np.linalg.norm(approx - dtheta) / (np.linalg.norm(approx) + np.linalg.norm(dtheta))
-
-
-def run(engine, params, X, Y, grads, **options):
-    cost, args = engine.cost_for(X, Y)
-    options.setdefault("progress", False)
-    return fastgc.check(cost, params, grads, args=args, engine=engine.engine, **options)
 
 
 def test_correct_mlp_is_correct(engine, mlp):
@@ -177,18 +171,6 @@ def test_report_leads_with_verdict_and_worst_parameter(engine, mlp):
     assert "look first at W2" in second
     assert "step:" in report and "noise floor" in report
     assert f"engine {engine.engine}" in report
-
-
-def test_progress_bar_shows_and_changes_nothing(engine, mlp, capsys):
-    params, X, Y = mlp
-    grads = models.grads(params, X, Y)
-    quiet = run(engine, params, X, Y, grads)
-    capsys.readouterr()
-    shown = run(engine, params, X, Y, grads, progress=True)
-    err = capsys.readouterr().err
-    assert "fastgc:" in err and f"/{quiet.layout.size} " in err  # a bar over all components
-    np.testing.assert_array_equal(shown.approx, quiet.approx)
-    assert shown.verdict == quiet.verdict
 
 
 def random_mlp(seed: int, n_in: int, n_out: int, m: int, scale: float):

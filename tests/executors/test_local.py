@@ -1,6 +1,6 @@
-"""The local run loop (``fastgc/executors/local.py``): Ctrl-C from inside the cost leaves the
-arrays and every thread setting as they were, and a cost that writes into its input is caught
-by the check that every copy of theta came back bitwise."""
+"""The local run loop (``fastgc/executors/local.py``): the progress bar, Ctrl-C from inside the
+cost (which leaves the arrays and every thread setting as they were), and the check that every
+copy of theta came back bitwise, which catches a cost that writes into its input."""
 
 from __future__ import annotations
 
@@ -8,10 +8,27 @@ import numpy as np
 import pytest
 
 import fastgc
-from conftest import assert_untouched, require_engine
+import models
+from conftest import assert_untouched, require_engine, run
 from costs import WRITE, check_faulty, plain_cost
 
 pytestmark = pytest.mark.usefixtures("no_thread_default")
+
+
+# --------------------------------------------------------------------------------------------
+# The progress bar.
+
+
+def test_progress_bar_shows_and_changes_nothing(engine, mlp, capsys):
+    params, X, Y = mlp
+    grads = models.grads(params, X, Y)
+    quiet = run(engine, params, X, Y, grads)
+    capsys.readouterr()
+    shown = run(engine, params, X, Y, grads, progress=True)
+    err = capsys.readouterr().err
+    assert "fastgc:" in err and f"/{quiet.layout.size} " in err  # a bar over all components
+    np.testing.assert_array_equal(shown.approx, quiet.approx)
+    assert shown.verdict == quiet.verdict
 
 
 # --------------------------------------------------------------------------------------------
