@@ -1,7 +1,8 @@
 """Fixtures and helpers the test files share.
 
-The ``engine`` fixture runs the whole check suite once per engine and kind of cost. This
-directory is on ``sys.path`` (pytest puts the directory of a conftest outside any package
+The ``engine`` fixture runs the whole check suite once per engine and kind of cost; the
+``kernel`` fixture runs the kernel-level suite once per implementation of
+``central_differences``, each called the same way. This directory is on ``sys.path`` (pytest puts the directory of a conftest outside any package
 there), so every test file imports ``models``, ``costs`` and ``conftest`` by name.
 """
 
@@ -73,6 +74,89 @@ def engine(request) -> EngineCase:
     require_engine(case.engine)
     if case.cost_kind in (CostKind.NJIT, CostKind.C):
         require_engine("numba")  # the test costs themselves are written with Numba
+    return case
+
+
+@dataclass(frozen=True)
+class KernelCase:
+    """One implementation of ``central_differences``, called as every other one is:
+    ``case(cost, data, work, indices, steps, approx, failed, n_threads)``.
+
+    ``cost`` is a ``costs.KernelCost`` and ``data`` the float64 array it reads (``args=(data,)``
+    of the Numba kernels, ``void *data`` of the C kernel). The kernel fills ``approx`` and
+    ``failed`` and must leave every row of ``work`` exactly as it was.
+    """
+
+    name: str
+    engine: str  # the engine whose kernel this is
+    run: Callable[..., None]
+
+    def __call__(self, cost, data, work, indices, steps, approx, failed, n_threads) -> None:
+        self.run(cost, data, work, indices, steps, approx, failed, n_threads)
+
+
+def _python_evaluate(cost, data, work) -> Callable[[int, int], float]:
+    """``evaluate(chunk, i)`` of the Python-cost kernels: the compiled cost of row ``chunk``."""
+    function = cost.njit
+
+    def evaluate(chunk, i):
+        return function(work[chunk], data)
+
+    return evaluate
+
+
+def _numba_parallel(cost, data, work, indices, steps, approx, failed, n_threads):
+    from fastgc._threads import numba_threads
+    from fastgc.engines import _numba_kernels
+
+    with numba_threads(n_threads):
+        _numba_kernels.central_differences(cost.njit, (data,), work, indices, steps, approx,
+                                           failed)
+
+
+def _numba_serial(cost, data, work, indices, steps, approx, failed, n_threads):
+    from fastgc.engines import _numba_kernels
+
+    _numba_kernels.central_differences_serial(cost.njit, (data,), work, indices, steps, approx,
+                                              failed)
+
+
+def _cython_c_cost(cost, data, work, indices, steps, approx, failed, n_threads):
+    from fastgc import _core
+    from fastgc._ccost import c_cost_pointer
+
+    _core.central_differences_c(c_cost_pointer(cost.cfunc, work.dtype), data.ctypes.data, work,
+                                indices, steps, approx, failed, n_threads)
+
+
+def _cython_python_cost(cost, data, work, indices, steps, approx, failed, n_threads):
+    from fastgc import _core
+
+    _core.central_differences_py(_python_evaluate(cost, data, work), work, indices, steps,
+                                 approx, failed, n_threads)
+
+
+def _reference(cost, data, work, indices, steps, approx, failed, n_threads):
+    from fastgc.engines import _reference
+
+    _reference.central_differences(_python_evaluate(cost, data, work), work, indices, steps,
+                                   approx, failed)
+
+
+KERNEL_CASES = [
+    KernelCase("numba-parallel", "numba", _numba_parallel),
+    KernelCase("numba-serial", "numba", _numba_serial),
+    KernelCase("cython-c-cost", "cython", _cython_c_cost),
+    KernelCase("cython-python-cost", "cython", _cython_python_cost),
+    KernelCase("reference", "python", _reference),
+]
+
+
+@pytest.fixture(params=KERNEL_CASES, ids=lambda case: case.name)
+def kernel(request) -> KernelCase:
+    case: KernelCase = request.param
+    require_engine(case.engine)
+    require_engine("numba")  # the kernels' test cost is compiled with Numba, in every form
     return case
 
 

@@ -4,7 +4,8 @@
   documented C-cost signature, with its problem and its arithmetic in Python;
 - a small tanh model whose cost misbehaves (raises, returns NaN or inf, writes into its
   input) as an int ``mode`` argument says, written three ways: Python, ``@njit``, ``@cfunc``;
-- the kernel tests' cost in Python, through ctypes and as a Numba ``@cfunc``.
+- the kernel tests' cost in Python, through ctypes and as a Numba ``@cfunc``, and
+  ``kernel_cost``: one compiled cost in the forms every kernel of the ``kernel`` fixture calls.
 
 Nothing here imports Numba until a compiled cost is asked for, so a process that blocks Numba
 can still import this module.
@@ -13,9 +14,11 @@ can still import this module.
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -236,3 +239,51 @@ def numba_cost_body(theta, weights):
         x = np.float64(theta[j])
         total += weights[j] * np.sin(x) + 0.25 * x * x * x
     return total
+
+
+def first_coordinate(theta, data):
+    """J(theta) = theta[0], in float64."""
+    return np.float64(theta[0])
+
+
+@dataclass(frozen=True)
+class KernelCost:
+    """A cost ``body(theta, data)`` compiled with Numba, in the two forms the kernels call.
+
+    ``njit`` is what the Numba kernels call, and what the Python-cost kernels call from Python;
+    ``cfunc`` is the C function ``double (*)(const T *theta, Py_ssize_t n, void *data)`` that
+    ``fastgc._core.central_differences_c`` calls, ``data`` pointing to a float64 array as long
+    as theta. The C function calls that same ``njit``, so every kernel gets the same cost
+    values, to the bit.
+    """
+
+    njit: Any
+    cfunc: Any
+
+
+@functools.lru_cache(maxsize=None)
+def kernel_cost(body, dtype, nan_index=-1, nan_above=np.inf) -> KernelCost:
+    """``body`` compiled for theta of ``dtype``, NaN when theta[nan_index] > nan_above.
+
+    Compiled once per process: every new compiled cost compiles the Numba kernels again.
+    """
+    import numba
+    from numba import types
+
+    compiled = numba.njit(cache=False)(body)
+    if nan_index < 0:
+        jitted = compiled
+    else:
+        @numba.njit(cache=False)
+        def jitted(theta, data):
+            if theta[nan_index] > nan_above:
+                return np.nan
+            return compiled(theta, data)
+
+    element = types.float64 if np.dtype(dtype) == np.float64 else types.float32
+    signature = types.float64(types.CPointer(element), types.intp, types.voidptr)
+
+    def c_body(theta_pointer, n, data):
+        return jitted(numba.carray(theta_pointer, n), numba.carray(data, n, dtype=np.float64))
+
+    return KernelCost(jitted, numba.cfunc(signature)(c_body))
