@@ -1,20 +1,36 @@
-"""The ``engine`` fixture: the whole check suite runs once per engine and kind of cost."""
+"""Fixtures and helpers the test files share.
+
+The ``engine`` fixture runs the whole check suite once per engine and kind of cost; the
+``kernel`` fixture runs the kernel-level suite once per implementation of
+``central_differences``, each called the same way. This directory is on ``sys.path`` (pytest puts the directory of a conftest outside any package
+there), so every test file imports ``models``, ``costs`` and ``conftest`` by name.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pytest
 
-import models
+import fastgc
+from fastgc import engines as _engines
 from fastgc._cost import CostKind
+from fastgc._threads import usable_threads
 from fastgc.engines import engine_status
+
+import models
+from costs import C_SOURCE, exact_grads, make_params, plain_cost
 
 # Where CI builds every engine, an unavailable one is a failure, never a silent skip.
 REQUIRE_ALL = os.environ.get("FASTGC_REQUIRE_CYTHON") == "1"
+# Two threads where the machine has them, so that parallel runs really are parallel.
+TWO_THREADS = min(2, usable_threads())
 
 
 @dataclass(frozen=True)
@@ -61,6 +77,97 @@ def engine(request) -> EngineCase:
     return case
 
 
+@dataclass(frozen=True)
+class KernelCase:
+    """One implementation of ``central_differences``, called as every other one is:
+    ``case(cost, data, work, indices, steps, approx, failed, n_threads)``.
+
+    ``cost`` is a ``costs.KernelCost`` and ``data`` the float64 array it reads (``args=(data,)``
+    of the Numba kernels, ``void *data`` of the C kernel). The kernel fills ``approx`` and
+    ``failed`` and must leave every row of ``work`` exactly as it was.
+    """
+
+    name: str
+    engine: str  # the engine whose kernel this is
+    run: Callable[..., None]
+
+    def __call__(self, cost, data, work, indices, steps, approx, failed, n_threads) -> None:
+        self.run(cost, data, work, indices, steps, approx, failed, n_threads)
+
+
+def _python_evaluate(cost, data, work) -> Callable[[int, int], float]:
+    """``evaluate(chunk, i)`` of the Python-cost kernels: the compiled cost of row ``chunk``."""
+    function = cost.njit
+
+    def evaluate(chunk, i):
+        return function(work[chunk], data)
+
+    return evaluate
+
+
+def _numba_parallel(cost, data, work, indices, steps, approx, failed, n_threads):
+    from fastgc._threads import numba_threads
+    from fastgc.engines import _numba_kernels
+
+    with numba_threads(n_threads):
+        _numba_kernels.central_differences(cost.njit, (data,), work, indices, steps, approx,
+                                           failed)
+
+
+def _numba_serial(cost, data, work, indices, steps, approx, failed, n_threads):
+    from fastgc.engines import _numba_kernels
+
+    _numba_kernels.central_differences_serial(cost.njit, (data,), work, indices, steps, approx,
+                                              failed)
+
+
+def _cython_c_cost(cost, data, work, indices, steps, approx, failed, n_threads):
+    from fastgc import _core
+    from fastgc._ccost import c_cost_pointer
+
+    _core.central_differences_c(c_cost_pointer(cost.cfunc, work.dtype), data.ctypes.data, work,
+                                indices, steps, approx, failed, n_threads)
+
+
+def _cython_python_cost(cost, data, work, indices, steps, approx, failed, n_threads):
+    from fastgc import _core
+
+    _core.central_differences_py(_python_evaluate(cost, data, work), work, indices, steps,
+                                 approx, failed, n_threads)
+
+
+def _reference(cost, data, work, indices, steps, approx, failed, n_threads):
+    from fastgc.engines import _reference
+
+    _reference.central_differences(_python_evaluate(cost, data, work), work, indices, steps,
+                                   approx, failed)
+
+
+KERNEL_CASES = [
+    KernelCase("numba-parallel", "numba", _numba_parallel),
+    KernelCase("numba-serial", "numba", _numba_serial),
+    KernelCase("cython-c-cost", "cython", _cython_c_cost),
+    KernelCase("cython-python-cost", "cython", _cython_python_cost),
+    KernelCase("reference", "python", _reference),
+]
+
+
+@pytest.fixture(params=KERNEL_CASES, ids=lambda case: case.name)
+def kernel(request) -> KernelCase:
+    case: KernelCase = request.param
+    require_engine(case.engine)
+    require_engine("numba")  # the kernels' test cost is compiled with Numba, in every form
+    return case
+
+
+def run(engine: EngineCase, params, X, Y, grads, **options):
+    """``fastgc.check`` of the MLP ``models`` builds, by an engine case; no progress bar unless
+    asked for."""
+    cost, args = engine.cost_for(X, Y)
+    options.setdefault("progress", False)
+    return fastgc.check(cost, params, grads, args=args, engine=engine.engine, **options)
+
+
 @pytest.fixture
 def mlp():
     return models.make_mlp(0)
@@ -74,3 +181,82 @@ def snapshot(tree: Any) -> list[tuple[str, bytes, tuple, str]]:
         return [item for value in tree for item in snapshot(value)]
     array = np.asarray(tree)
     return [(str(array.dtype), array.tobytes(order="A"), array.shape, str(array.strides))]
+
+
+def assert_untouched(params, grads, before) -> None:
+    assert (snapshot(params), snapshot(grads)) == before
+
+
+def check(cost, params, grads, **options):
+    """``fastgc.check`` without the progress bar."""
+    return fastgc.check(cost, params, grads, progress=False, **options)
+
+
+def check_option(inputs, **options):
+    """``fastgc.check`` of ``plain_cost`` on the ``inputs`` with ``options``, which must
+    leave the inputs untouched whatever happens."""
+    params, grads, before = inputs
+    try:
+        return fastgc.check(plain_cost, params, grads, **{"engine": "python", "progress": False,
+                                                          **options})
+    finally:
+        assert_untouched(params, grads, before)
+
+
+@pytest.fixture
+def inputs():
+    params = make_params()
+    grads = exact_grads(params)
+    return params, grads, (snapshot(params), snapshot(grads))
+
+
+@pytest.fixture
+def no_thread_default():
+    fastgc.set_num_threads(None)
+    yield
+    fastgc.set_num_threads(None)
+
+
+@pytest.fixture
+def no_engine_variable(monkeypatch):
+    """FASTGC_ENGINE unset, and its cached reading cleared before and after the test."""
+    monkeypatch.delenv("FASTGC_ENGINE", raising=False)
+    _engines.environment_engine.cache_clear()
+    yield monkeypatch
+    _engines.environment_engine.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def c_library(tmp_path_factory) -> Path:
+    """``sine_cost`` compiled with the system C compiler into a shared library."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler (cc or gcc) on PATH to build the C-level test cost")
+    directory = tmp_path_factory.mktemp("c_cost")
+    source, library = directory / "sine_cost.c", directory / "libsine_cost.so"
+    source.write_text(C_SOURCE)
+    subprocess.run(
+        [compiler, "-O2", "-shared", "-fPIC", "-o", str(library), str(source), "-lm"],
+        check=True, capture_output=True,
+    )
+    return library
+
+
+@pytest.fixture(scope="module")
+def numba():
+    """Numba itself, for tests that compile costs of their own; skipped when missing unless
+    FASTGC_REQUIRE_CYTHON=1, as ``require_engine`` does."""
+    require_engine("numba")
+    import numba
+
+    return numba
+
+
+@pytest.fixture(scope="module")
+def core():
+    """The compiled extension ``fastgc._core``; skipped when it is not built unless
+    FASTGC_REQUIRE_CYTHON=1, as ``require_engine`` does."""
+    require_engine("cython")
+    from fastgc import _core
+
+    return _core

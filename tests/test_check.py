@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastgc
 import models
-from conftest import snapshot
+from conftest import TWO_THREADS, check, require_engine, run, snapshot
+from fastgc import engines as _engines
 
 
 def lecture_loop(cost, params, args, eps=1e-7):
@@ -36,12 +39,6 @@ def lecture_loop(cost, params, args, eps=1e-7):
 
 def lecture_difference(approx, dtheta):
     return np.linalg.norm(approx - dtheta) / (np.linalg.norm(approx) + np.linalg.norm(dtheta))
-
-
-def run(engine, params, X, Y, grads, **options):
-    cost, args = engine.cost_for(X, Y)
-    options.setdefault("progress", False)
-    return fastgc.check(cost, params, grads, args=args, engine=engine.engine, **options)
 
 
 def test_correct_mlp_is_correct(engine, mlp):
@@ -176,16 +173,48 @@ def test_report_leads_with_verdict_and_worst_parameter(engine, mlp):
     assert f"engine {engine.engine}" in report
 
 
-def test_progress_bar_shows_and_changes_nothing(engine, mlp, capsys):
-    params, X, Y = mlp
+def random_mlp(seed: int, n_in: int, n_out: int, m: int, scale: float):
+    """An MLP of models' fixed hidden width with the given shapes and random values."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n_in, m))
+    # Fortran order, as in models.make_mlp, so Numba reuses the kernel compiled for that layout.
+    Y = np.asfortranarray(np.eye(n_out)[:, rng.integers(0, n_out, size=m)])
+    params = {
+        "W1": rng.standard_normal((models.N_HIDDEN, n_in)) * scale,
+        "b1": rng.standard_normal((models.N_HIDDEN, 1)) * 0.1,
+        "W2": rng.standard_normal((n_out, models.N_HIDDEN)) * scale,
+        "b2": rng.standard_normal((n_out, 1)) * 0.1,
+    }
+    return params, X, Y
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_in=st.integers(1, 4),
+    n_out=st.integers(2, 4),
+    m=st.integers(2, 6),
+    scale=st.floats(0.1, 2.0),
+)
+def test_engines_agree_and_threads_do_not_change_results(seed, n_in, n_out, m, scale):
+    for name in _engines.ENGINES:
+        require_engine(name)
+    params, X, Y = random_mlp(seed, n_in, n_out, m, scale)
+    cost = models.numba_cost()  # an njit cost every engine can call
     grads = models.grads(params, X, Y)
-    quiet = run(engine, params, X, Y, grads)
-    capsys.readouterr()
-    shown = run(engine, params, X, Y, grads, progress=True)
-    err = capsys.readouterr().err
-    assert "fastgc:" in err and f"/{quiet.layout.size} " in err  # a bar over all components
-    np.testing.assert_array_equal(shown.approx, quiet.approx)
-    assert shown.verdict == quiet.verdict
+    approx = {}
+    for engine in _engines.ENGINES:
+        one = check(cost, params, grads, args=(X, Y), engine=engine, n_threads=1)
+        two = check(cost, params, grads, args=(X, Y), engine=engine, n_threads=TWO_THREADS)
+        assert one.engine == two.engine == engine
+        np.testing.assert_array_equal(one.approx, two.approx, err_msg=engine)
+        assert one.difference == two.difference
+        assert one.verdict == "correct"
+        approx[engine] = one.approx
+    reference = approx["python"]
+    for engine in ("numba", "cython"):
+        np.testing.assert_allclose(approx[engine], reference, rtol=1e-12,
+                                   atol=1e-12 * np.abs(reference).max(), err_msg=engine)
 
 
 class StatefulModel:

@@ -1,4 +1,10 @@
-"""Flattening parameter structures into theta and back, and ``fastgc.check`` on each structure."""
+"""Flattening parameter structures into theta and back (``fastgc/_layout.py``), ``fastgc.check``
+on each structure, and the params and grads it refuses.
+
+Every refusal must raise an exception of fastgc's own whose message names the parameter (and
+the index where there is one), and must leave the caller's params and grads byte for byte as
+they were.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastgc
-from conftest import require_engine, snapshot
+from conftest import assert_untouched, require_engine, snapshot
+from costs import OK, faulty, plain_cost
 from fastgc._layout import flatten_like
+
+pytestmark = pytest.mark.usefixtures("no_thread_default")
 
 
 def every_index_round_trips(layout: fastgc.Layout) -> None:
@@ -410,3 +419,226 @@ def test_random_dicts_round_trip(tree, fortran):
             assert theta[i] == value[index]
             assert layout.locate(i) == (name, index)
     every_index_round_trips(layout)
+
+
+# --------------------------------------------------------------------------------------------
+# Gradients that do not match the parameters.
+
+
+def test_grads_missing_a_parameter(engine, inputs):
+    params, grads, before = inputs
+    partial = {"dW1": grads["dW1"]}
+    cost, args = faulty(engine, OK)
+    with pytest.raises(
+        fastgc.InvalidInputError,
+        match=r"no gradient for parameter 'b1' \(expected key 'b1' or 'db1'",
+    ):
+        fastgc.check(cost, params, partial, args=args, engine=engine.engine, progress=False)
+    assert_untouched(params, grads, before)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda g: {**g, "dW3": np.zeros(2)}, r"gradient\(s\) 'dW3' that match no parameter"),
+        (lambda g: {**g, "W1": g["dW1"]}, r"has both 'W1' and 'dW1'"),
+        (
+            lambda g: {**g, "dW1": np.zeros((4, 3))},
+            r"grads\['dW1'\] has shape \(4, 3\) but params\['W1'\] has shape \(3, 4\)",
+        ),
+        (
+            lambda g: {**g, "db1": np.zeros(3)},
+            r"grads\['db1'\] has shape \(3,\) but params\['b1'\] has shape \(3, 1\)",
+        ),
+        (lambda g: np.zeros(14), r"grads has shape \(14,\) but the parameters need \(15,\)"),
+        (lambda g: np.zeros(16), r"grads has shape \(16,\) but the parameters need \(15,\)"),
+        (lambda g: [g["dW1"], g["db1"]], r"grads must be a dict like the parameters, got list"),
+        (lambda g: np.zeros((15, 1)), r"grads must be a dict like the parameters, got ndarray"),
+    ],
+    ids=["extra", "both-W1-and-dW1", "shape-W1", "shape-b1", "short-flat", "long-flat",
+         "list-for-dict", "2d-for-dict"],
+)
+def test_grads_not_matching_the_parameters(inputs, edit, message):
+    params, grads, before = inputs
+    with pytest.raises(fastgc.InvalidInputError, match=message):
+        fastgc.check(plain_cost, params, edit(grads), engine="python", progress=False)
+    assert_untouched(params, grads, before)
+
+
+def test_grads_list_of_the_wrong_length(inputs):
+    params, grads, _ = inputs
+    as_list = [params["W1"], params["b1"]]
+    grads_list = [grads["dW1"], grads["db1"]]
+    before = snapshot(as_list), snapshot(grads_list)
+
+    def cost(p):
+        return plain_cost({"W1": p[0], "b1": p[1]})
+
+    for wrong in (grads_list[:1], grads_list + [np.zeros(1)]):
+        with pytest.raises(
+            fastgc.InvalidInputError,
+            match=rf"grads must be a list of 2 gradients like the parameters, got {len(wrong)}",
+        ):
+            fastgc.check(cost, as_list, wrong, engine="python", progress=False)
+    assert (snapshot(as_list), snapshot(grads_list)) == before
+    assert fastgc.check(cost, as_list, grads_list, engine="python", progress=False).passed
+
+
+def test_flat_theta_needs_grads_of_its_own_shape():
+    theta = np.linspace(-1.0, 1.0, 6)
+
+    def cost(t):
+        return float(np.sum(t**3))
+
+    with pytest.raises(fastgc.InvalidInputError, match=r"grads has shape \(5,\) .* \(6,\)"):
+        fastgc.check(cost, theta, np.zeros(5), engine="python", progress=False)
+    with pytest.raises(fastgc.InvalidInputError, match=r"params is one array, so grads must"):
+        fastgc.check(cost, theta, {"dtheta": 3 * theta**2}, engine="python", progress=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters and gradients that are not float arrays, or not finite, or empty.
+
+
+BAD_DTYPES = [
+    (np.int64, "integer"),
+    (np.uint8, "unsigned integer"),
+    (np.bool_, "boolean"),
+    (np.complex128, "complex"),
+    (object, "object"),
+    (np.float16, "floating"),
+]
+
+
+@pytest.mark.parametrize("dtype, kind", BAD_DTYPES, ids=[k for _, k in BAD_DTYPES])
+def test_params_with_an_unsupported_dtype(inputs, dtype, kind):
+    params, grads, _ = inputs
+    params = {**params, "b1": params["b1"].astype(dtype)}
+    before = snapshot(params), snapshot(grads)
+    with pytest.raises(
+        fastgc.InvalidDtypeError,
+        match=rf"params\['b1'\] has {kind} dtype {np.dtype(dtype)}; fastgc needs float32 or "
+        "float64",
+    ) as raised:
+        fastgc.check(plain_cost, params, grads, engine="python", progress=False)
+    if dtype is np.float16:
+        assert "float16 is too coarse" in str(raised.value)
+    assert_untouched(params, grads, before)
+
+
+@pytest.mark.parametrize("dtype, kind", BAD_DTYPES, ids=[k for _, k in BAD_DTYPES])
+def test_grads_with_an_unsupported_dtype(inputs, dtype, kind):
+    params, grads, _ = inputs
+    grads = {**grads, "dW1": grads["dW1"].astype(dtype)}
+    before = snapshot(params), snapshot(grads)
+    with pytest.raises(fastgc.InvalidDtypeError, match=rf"grads\['dW1'\] has {kind} dtype"):
+        fastgc.check(plain_cost, params, grads, engine="python", progress=False)
+    assert_untouched(params, grads, before)
+
+
+def test_float32_grads_for_float64_params_are_accepted(inputs):
+    params, grads, before = inputs
+    grads32 = {k: v.astype(np.float32) for k, v in grads.items()}
+    result = fastgc.check(plain_cost, params, grads32, engine="python", progress=False)
+    assert result.layout.dtype == np.float64
+    assert result.verdict != "bug"
+    assert_untouched(params, grads, before)
+
+
+def test_params_mixing_float32_and_float64_name_both(inputs):
+    params, grads, _ = inputs
+    params = {"W1": params["W1"].astype(np.float32), "b1": params["b1"]}
+    before = snapshot(params), snapshot(grads)
+    with pytest.raises(
+        fastgc.InvalidDtypeError,
+        match=r"params mix float dtypes: 'W1' is float32 but 'b1' is float64",
+    ):
+        fastgc.check(plain_cost, params, grads, engine="python", progress=False)
+    assert_untouched(params, grads, before)
+
+
+def test_ragged_lists_are_refused(inputs):
+    params, grads, before = inputs
+    ragged = {"W1": [[0.1, 0.2, 0.3, 0.4], [0.5, 0.6]], "b1": params["b1"]}
+    with pytest.raises(fastgc.InvalidInputError, match=r"params\['W1'\] cannot be read as an"):
+        fastgc.check(plain_cost, ragged, grads, engine="python", progress=False)
+    ragged_grads = {"dW1": [[0.0] * 4, [0.0] * 4, [0.0] * 3], "db1": grads["db1"]}
+    with pytest.raises(fastgc.InvalidInputError, match=r"grads\['dW1'\] cannot be read as an"):
+        fastgc.check(plain_cost, params, ragged_grads, engine="python", progress=False)
+    assert_untouched(params, grads, before)
+
+
+def test_nested_lists_of_numbers_are_one_array(inputs):
+    params, grads, _ = inputs
+    as_lists = {"W1": params["W1"].tolist(), "b1": params["b1"].tolist()}
+    result = fastgc.check(plain_cost, as_lists, grads, engine="python", progress=False)
+    assert result.layout.names == ("W1", "b1")
+    assert result.layout.shapes == ((3, 4), (3, 1))
+    assert result.verdict == "correct"
+
+
+def test_parameter_names_must_be_unique_after_joining(inputs):
+    params, grads, before = inputs
+    clash = {"layer.W": params["W1"], "layer": {"W": params["W1"]}, "b1": params["b1"]}
+    with pytest.raises(fastgc.InvalidInputError, match=r"more than one parameter .*'layer\.W'"):
+        fastgc.flatten(clash)
+    assert_untouched(params, grads, before)
+
+
+@pytest.mark.parametrize(
+    "value, where, shown",
+    [
+        (np.nan, ("W1", (1, 2)), "nan"),
+        (np.inf, ("b1", (1, 0)), "inf"),
+        (-np.inf, ("W1", (0, 0)), "-inf"),
+    ],
+)
+def test_non_finite_params_name_parameter_and_index(engine, inputs, value, where, shown):
+    params, grads, _ = inputs
+    name, index = where
+    params[name][index] = value
+    params["b1"][2, 0] = np.nan  # a second, later one: the first is named, both are counted
+    before = snapshot(params), snapshot(grads)
+    cost, args = faulty(engine, OK)
+    with pytest.raises(
+        fastgc.InvalidInputError,
+        match=rf"params\['{name}'\]\[{index[0]}, {index[1]}\] is {shown}: parameters must be "
+        r"finite \(2 non-finite value\(s\) in all\)",
+    ):
+        fastgc.check(cost, params, grads, args=args, engine=engine.engine, progress=False)
+    assert_untouched(params, grads, before)
+
+
+def test_non_finite_flat_theta_names_the_index():
+    theta = np.array([0.5, np.nan, 1.0])
+    before = snapshot(theta)
+    with pytest.raises(fastgc.InvalidInputError, match=r"\[1\] is nan"):
+        fastgc.check(lambda t: float(t.sum()), theta, np.ones(3), engine="python",
+                     progress=False)
+    assert snapshot(theta) == before
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({}, "params is empty"),
+        ([], "params is empty"),
+        ({"a": {}}, "params is empty"),
+        (np.array([]), "params hold no values"),
+        ({"W1": np.empty((0, 3)), "b1": np.empty(0)}, "params hold no values"),
+    ],
+    ids=["empty-dict", "empty-list", "dict-of-empty-dict", "empty-array", "dict-of-empty"],
+)
+def test_empty_params(params, message):
+    before = snapshot(params)
+    with pytest.raises(fastgc.InvalidInputError, match=message):
+        fastgc.check(lambda p: 0.0, params, params, engine="python", progress=False)
+    assert snapshot(params) == before
+
+
+@pytest.mark.parametrize("value", [None, "W1", b"W1"], ids=["None", "str", "bytes"])
+def test_a_parameter_that_is_not_an_array(inputs, value):
+    params, grads, _ = inputs
+    with pytest.raises(fastgc.InvalidDtypeError, match=r"params\['b1'\] is "):
+        fastgc.check(plain_cost, {**params, "b1": value}, grads, engine="python",
+                     progress=False)

@@ -1,27 +1,163 @@
-"""fastgc.check called from several threads at once, as from a thread pool (dask, joblib,
+"""Threads (``fastgc/_threads.py``): what ``n_threads`` means, the usable maximum and the
+environment, the default set by ``set_num_threads`` and the ``threads`` context manager.
+
+Also ``fastgc.check`` called from several threads at once, as from a thread pool (dask, joblib,
 concurrent.futures): no crash, no deadlock, the same results as alone, untouched arrays, and the
 process's thread settings left as they were."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fastgc
 import models
-from conftest import ENGINE_CASES, require_engine, snapshot
-from fastgc._threads import usable_threads
+from conftest import (ENGINE_CASES, TWO_THREADS, assert_untouched, check_option, require_engine,
+                      snapshot)
+from costs import plain_cost
+from fastgc._threads import resolve_n_threads, usable_threads
 
-TWO_THREADS = min(2, usable_threads())
+pytestmark = pytest.mark.usefixtures("no_thread_default")
+
+
+# --------------------------------------------------------------------------------------------
+# Thread counts.
+
+
+@pytest.mark.parametrize(
+    "n_threads, message",
+    [
+        (0, r"n_threads must not be 0"),
+        (1.5, r"n_threads must be None or an int, got float 1.5"),
+        ("2", r"n_threads must be None or an int, got str '2'"),
+        (True, r"n_threads must be None or an int, got bool True"),
+        (-10_000, r"n_threads=-10000 counts back past the"),
+    ],
+)
+def test_bad_n_threads(inputs, n_threads, message):
+    with pytest.raises(fastgc.InvalidInputError, match=message):
+        check_option(inputs, n_threads=n_threads)
+
+
+@pytest.fixture
+def clean_thread_env(monkeypatch):
+    for variable in ("FASTGC_NUM_THREADS", "NUMBA_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(variable, raising=False)
+    return monkeypatch
+
+
+def test_thread_count_none_positive_and_negative(clean_thread_env):
+    maximum = usable_threads()
+    assert maximum >= 1
+    assert resolve_n_threads(None) == maximum
+    assert fastgc.get_num_threads() == maximum
+    assert resolve_n_threads(1) == 1
+    assert resolve_n_threads(np.int64(1)) == 1
+    assert resolve_n_threads(maximum) == maximum
+    assert resolve_n_threads(-1) == maximum
+    assert resolve_n_threads(-maximum) == 1
+    with pytest.raises(fastgc.InvalidInputError, match=rf"n_threads=-{maximum + 1} counts back"):
+        resolve_n_threads(-(maximum + 1))
+
+
+@pytest.mark.parametrize("bad", [0, 1.5, "2", True, False, 2.0])
+def test_thread_count_refused(clean_thread_env, bad):
+    with pytest.raises(fastgc.InvalidInputError, match=r"n_threads must"):
+        resolve_n_threads(bad)
+    with pytest.raises(fastgc.InvalidInputError, match=r"n_threads must"):
+        fastgc.set_num_threads(bad)
+    with pytest.raises(fastgc.InvalidInputError, match=r"n_threads must"):
+        with fastgc.threads(bad):
+            pass  # pragma: no cover
+    assert fastgc.get_num_threads() == usable_threads()
+
+
+def test_thread_count_above_the_maximum_is_clamped_with_a_warning(clean_thread_env):
+    maximum = usable_threads()
+    with pytest.warns(fastgc.FastGCWarning, match=rf"n_threads={maximum + 3} is more than the "
+                                                  rf"{maximum} usable"):
+        assert resolve_n_threads(maximum + 3) == maximum
+
+
+def test_check_clamps_threads_with_a_warning_pointing_at_the_caller(clean_thread_env, inputs):
+    require_engine("cython")
+    params, grads, before = inputs
+    maximum = usable_threads()
+    with pytest.warns(fastgc.FastGCWarning, match="usable") as caught:
+        result = fastgc.check(plain_cost, params, grads, engine="cython",
+                              n_threads=maximum + 1, progress=False)
+    assert result.n_threads == maximum
+    assert caught[0].filename == __file__
+    assert_untouched(params, grads, before)
+
+
+def test_thread_limit_from_the_environment(clean_thread_env):
+    clean_thread_env.setenv("OMP_NUM_THREADS", "1")
+    assert usable_threads() == 1
+    assert resolve_n_threads(None) == 1
+    assert resolve_n_threads(-1) == 1
+    clean_thread_env.delenv("OMP_NUM_THREADS")
+    clean_thread_env.setenv("NUMBA_NUM_THREADS", "1")
+    assert usable_threads() == 1
+
+
+def test_fastgc_num_threads_variable(clean_thread_env):
+    maximum = usable_threads()
+    clean_thread_env.setenv("FASTGC_NUM_THREADS", "1")
+    assert fastgc.get_num_threads() == 1
+    assert resolve_n_threads(None) == 1
+    assert resolve_n_threads(-1) == maximum  # an explicit count wins over the variable
+    clean_thread_env.setenv("FASTGC_NUM_THREADS", "-1")
+    assert fastgc.get_num_threads() == maximum
+    clean_thread_env.setenv("FASTGC_NUM_THREADS", "  ")
+    assert fastgc.get_num_threads() == maximum
+    clean_thread_env.setenv("FASTGC_NUM_THREADS", "two")
+    with pytest.raises(fastgc.InvalidInputError, match=r"FASTGC_NUM_THREADS must be an integer, "
+                                                       r"got 'two'"):
+        fastgc.get_num_threads()
+    clean_thread_env.setenv("FASTGC_NUM_THREADS", "0")
+    with pytest.raises(fastgc.InvalidInputError, match=r"FASTGC_NUM_THREADS must not be 0"):
+        fastgc.get_num_threads()
+
+
+def test_set_num_threads_default_and_its_precedence(clean_thread_env):
+    maximum = usable_threads()
+    clean_thread_env.setenv("FASTGC_NUM_THREADS", str(maximum))
+    fastgc.set_num_threads(1)
+    assert fastgc.get_num_threads() == 1  # the default wins over the variable
+    assert resolve_n_threads(-1) == maximum  # an explicit count wins over the default
+    fastgc.set_num_threads(-1)
+    assert fastgc.get_num_threads() == maximum
+    fastgc.set_num_threads(None)
+    assert fastgc.get_num_threads() == maximum
+
+
+def test_threads_context_manager_restores_even_on_error(clean_thread_env):
+    maximum = usable_threads()
+    fastgc.set_num_threads(-1)
+    with fastgc.threads(1) as count:
+        assert count == 1
+        assert fastgc.get_num_threads() == 1
+        with fastgc.threads(None) as inner:
+            assert inner == maximum
+        assert fastgc.get_num_threads() == 1
+    assert fastgc.get_num_threads() == maximum
+    with pytest.raises(RuntimeError, match="inside"):
+        with fastgc.threads(1):
+            raise RuntimeError("inside")
+    assert fastgc.get_num_threads() == maximum
+    with pytest.raises(fastgc.InvalidInputError, match="counts back past"):
+        with fastgc.threads(-(maximum + 1)):
+            pass  # pragma: no cover
+    assert fastgc.get_num_threads() == maximum
+
+
+# --------------------------------------------------------------------------------------------
+# Checks from a thread pool.
+
 TIMEOUT = 120  # seconds for any one check; a deadlock fails the test instead of hanging it
 BUGS = [(None, None), ("db1_sign", "b1"), ("dW2_doubled", "W2"), ("one_element", "W1")]
 
@@ -166,68 +302,3 @@ def test_overlapping_checks_restore_the_blas_thread_count():
         assert blas_threads() == before
     finally:
         set_blas_threads(session[0])
-
-
-WORKQUEUE_SCRIPT = """
-import json
-from concurrent.futures import ThreadPoolExecutor
-import numba
-import numpy as np
-import fastgc
-
-@numba.njit
-def cost(theta, a):
-    return np.sum(a * np.sin(theta)) + 0.5 * np.sum(theta) ** 2
-
-rng = np.random.default_rng(0)
-theta, a = rng.standard_normal(40), rng.standard_normal(40)
-right = a * np.cos(theta) + theta.sum()
-wrong = right.copy()
-wrong[7] = -wrong[7]
-untouched = theta.tobytes(), right.tobytes(), wrong.tobytes()
-
-def run(k):
-    return fastgc.check(cost, theta, wrong if k % 2 else right, args=(a,), engine="numba",
-                        n_threads=2, progress=False)
-
-def in_pool(n):
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        return [f.result(timeout=120) for f in [pool.submit(run, k) for k in range(n)]]
-
-before_any_parallel_region = in_pool(3)
-main = run(0)  # the main thread may run the parallel kernel; this picks the layer
-layer = numba.threading_layer()
-after = in_pool(6)
-pooled = before_any_parallel_region + after
-print(json.dumps({
-    "layer": layer,
-    "main_n_threads": main.n_threads,
-    "pool_n_threads": sorted({r.n_threads for r in pooled}),
-    "verdicts": [str(r.verdict) for r in pooled],
-    "worst": sorted({r.worst(1)[0].flat_index for r in pooled if r.verdict == "bug"}),
-    "same_approx": all(np.array_equal(r.approx, main.approx) for r in pooled
-                       if r.verdict == "correct"),
-    "untouched": untouched == (theta.tobytes(), right.tobytes(), wrong.tobytes()),
-}))
-"""
-
-
-def test_numba_engine_degrades_to_serial_under_the_workqueue_layer():
-    require_engine("numba")
-    source = Path(fastgc.__file__).resolve().parent.parent
-    environment = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue",
-                   "PYTHONPATH": os.pathsep.join(
-                       p for p in (str(source), os.environ.get("PYTHONPATH", "")) if p)}
-    environment.pop("FASTGC_ENGINE", None)
-    completed = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(WORKQUEUE_SCRIPT)], capture_output=True,
-        text=True, env=environment, timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr
-    outcome = json.loads(completed.stdout.splitlines()[-1])
-    assert outcome["layer"] == "workqueue"
-    assert outcome["main_n_threads"] == TWO_THREADS
-    assert outcome["pool_n_threads"] == [1]  # serial inside the pool, instead of a deadlock
-    assert outcome["verdicts"] == ["correct", "bug", "correct"] + ["correct", "bug"] * 3
-    assert outcome["worst"] == [7]
-    assert outcome["same_approx"] and outcome["untouched"]

@@ -1,55 +1,26 @@
-"""Tests of the Cython kernels ``fastgc._core`` and of the C-cost recognition ``fastgc._ccost``.
+"""The kernels: the Cython extension ``fastgc._core``, its Numba twin
+``fastgc.engines._numba_kernels`` and the pure-Python reference ``fastgc.engines._reference``.
 
-The kernels must agree bit for bit with the pure-Python reference ``fastgc._reference``, give the
-same results for any number of threads, and leave every row of ``work`` exactly as it was.
+The kernels must agree bit for bit with the pure-Python reference, give the same results for any
+number of threads, and leave every row of ``work`` exactly as it was.
 
-Without the compiled extension (or Numba, for the ``@cfunc`` costs) these tests are skipped,
-unless ``FASTGC_REQUIRE_CYTHON=1`` is set, in which case they fail.
+The ``kernel`` fixture runs the properties every kernel shares once per kernel: the Numba
+kernel in parallel and serially, the extension's C-cost and Python-cost loops, the reference.
+What only the extension does (argument checks, exceptions raised by a Python cost) is tested on
+the extension itself. Without the compiled extension or Numba these tests are skipped, unless
+``FASTGC_REQUIRE_CYTHON=1`` is set, in which case they fail.
 """
 
 import ctypes
 import importlib
-import os
 
 import numpy as np
 import pytest
 
+from costs import (DTYPES, first_coordinate, kernel_cost, make_ctypes_cost, numba_cost_body,
+                   python_cost)
+from fastgc._ccost import c_cost_pointer
 from fastgc.engines import _reference
-from fastgc._ccost import c_cost_pointer, is_c_cost
-
-REQUIRE_CYTHON = os.environ.get("FASTGC_REQUIRE_CYTHON", "").strip() == "1"
-
-
-def _import_required(name, hint):
-    """Import ``name``; skip when it is missing, or fail if FASTGC_REQUIRE_CYTHON=1."""
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        if REQUIRE_CYTHON:
-            raise ImportError(
-                f"{name} cannot be imported ({exc}) and FASTGC_REQUIRE_CYTHON=1 requires it; "
-                f"{hint}"
-            ) from exc
-        pytest.skip(f"{name} is not available ({exc}); {hint}", allow_module_level=True)
-
-
-core = _import_required(
-    "fastgc._core", "build it with `python setup.py build_ext --inplace` or `pip install -e .`"
-)
-
-DTYPES = [np.float64, np.float32]
-C_FLOAT = {np.float64: ctypes.c_double, np.float32: ctypes.c_float}
-
-
-@pytest.fixture(scope="module")
-def numba():
-    """Numba, skipped when missing unless FASTGC_REQUIRE_CYTHON=1."""
-    try:
-        return importlib.import_module("numba")
-    except ImportError as exc:
-        if REQUIRE_CYTHON:
-            pytest.fail(f"numba cannot be imported ({exc}) and FASTGC_REQUIRE_CYTHON=1 is set")
-        pytest.skip(f"numba is not available ({exc}); the @cfunc costs need it")
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,7 +72,17 @@ class Problem:
         assert_bitwise_equal(work, np.tile(self.theta, (self.n_chunks, 1)))
         return approx, failed
 
+    def run(self, kernel, cost, n_threads):
+        """``kernel`` (a case of the ``kernel`` fixture) on fresh buffers, reading the weights."""
+        work, approx, failed = self.buffers()
+        kernel(cost, self.weights, work, self.indices, self.steps, approx, failed, n_threads)
+        # Every private copy is restored exactly.
+        assert_bitwise_equal(work, np.tile(self.theta, (self.n_chunks, 1)))
+        return approx, failed
+
     def run_c(self, address, n_threads, data_address=None):
+        from fastgc import _core as core
+
         work, approx, failed = self.buffers()
         if data_address is None:
             data_address = self.weights.ctypes.data
@@ -113,76 +94,23 @@ class Problem:
         return approx, failed
 
 
-def python_cost(theta, weights):
-    """The cost used through ctypes and by the equivalent Python ``evaluate``."""
-    x = theta.astype(np.float64)
-    return float(np.sum(weights * np.sin(x)) + 0.25 * np.dot(x * x, x))
-
-
-def make_ctypes_cost(dtype, weights, cost=python_cost):
-    prototype = ctypes.CFUNCTYPE(
-        ctypes.c_double, ctypes.POINTER(C_FLOAT[dtype]), ctypes.c_ssize_t, ctypes.c_void_p
-    )
-
-    def callback(theta_ptr, n, data):
-        return cost(np.ctypeslib.as_array(theta_ptr, shape=(n,)), weights)
-
-    return prototype(callback)
-
-
-def make_numba_cost(numba, dtype, nan_index=-1, nan_above=np.inf):
-    """A ``@cfunc`` cost reading its weights through ``data``; NaN when theta[nan_index] is big."""
-    from numba import types
-
-    element = types.float64 if dtype == np.float64 else types.float32
-    signature = types.float64(types.CPointer(element), types.intp, types.voidptr)
-
-    def cost(theta_ptr, n, data):
-        theta = numba.carray(theta_ptr, n)
-        weights = numba.carray(data, n, dtype=np.float64)
-        if nan_index >= 0 and theta[nan_index] > nan_above:
-            return np.nan
-        total = 0.0
-        for j in range(n):
-            x = np.float64(theta[j])
-            total += weights[j] * np.sin(x) + 0.25 * x * x * x
-        return total
-
-    return numba.cfunc(signature)(cost)
-
-
-def numba_cost_of_row(cfunc, dtype, weights):
-    """The same compiled cost called from Python through its ctypes view."""
-    pointer_type = ctypes.POINTER(C_FLOAT[dtype])
-
-    def cost_of_row(row):
-        return cfunc.ctypes(row.ctypes.data_as(pointer_type), row.shape[0], weights.ctypes.data)
-
-    return cost_of_row
-
-
 # --------------------------------------------------------------------------------------------
-# central_differences_c
+# central_differences: every kernel, through the ``kernel`` fixture
 
 
-def test_openmp_queries():
-    assert isinstance(core.openmp_enabled(), bool)
-    assert isinstance(core.openmp_max_threads(), int)
-    assert core.openmp_max_threads() >= 1
+def cost_of_row(cost, weights):
+    """The cost of one row as the reference oracle calls it: the compiled ``njit`` from Python."""
+    return lambda row: cost.njit(row, weights)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
 @pytest.mark.parametrize("n_threads", [1, 2])
-def test_c_numba_cfunc_matches_reference(numba, dtype, n_threads):
+def test_kernel_matches_reference(kernel, dtype, n_threads):
     problem = Problem(dtype, n_chunks=n_threads)
-    cfunc = make_numba_cost(numba, dtype)
-    address = c_cost_pointer(cfunc, dtype)
-    assert address == cfunc.address
+    cost = kernel_cost(numba_cost_body, dtype)
 
-    approx, failed = problem.run_c(address, n_threads)
-    expected_approx, expected_failed = problem.reference(
-        numba_cost_of_row(cfunc, dtype, problem.weights)
-    )
+    approx, failed = problem.run(kernel, cost, n_threads)
+    expected_approx, expected_failed = problem.reference(cost_of_row(cost, problem.weights))
     assert_bitwise_equal(failed, expected_failed)
     assert_bitwise_equal(approx, expected_approx)
     assert np.all(failed == -1)
@@ -195,8 +123,104 @@ def test_c_numba_cfunc_matches_reference(numba, dtype, n_threads):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+def test_kernel_restores_every_row_bitwise(kernel, dtype):
+    """theta + h - 2h + h need not give theta back (-0.0 comes back as 0.0, 0.1 as
+    0.1 - 1 ulp): the saved value itself is put back."""
+    problem = Problem(dtype, n_chunks=2, seed=13)
+    problem.theta[:3] = [-0.0, 0.1, 1e-30]
+    problem.steps = np.full(problem.indices.shape[0], 0.3)
+    cost = kernel_cost(numba_cost_body, dtype)
+
+    approx, failed = problem.run(kernel, cost, n_threads=2)  # asserts every row came back
+    expected_approx, expected_failed = problem.reference(cost_of_row(cost, problem.weights))
+    assert_bitwise_equal(failed, expected_failed)
+    assert_bitwise_equal(approx, expected_approx)
+    assert np.all(failed == -1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+def test_kernel_identical_across_thread_and_chunk_counts(kernel, dtype):
+    cost = kernel_cost(numba_cost_body, dtype)
+    results = []
+    for n_threads, n_chunks in [(1, 1), (2, 2), (1, 3), (2, 3), (2, 5)]:
+        problem = Problem(dtype, n_chunks=n_chunks, seed=2)
+        approx, failed = problem.run(kernel, cost, n_threads)
+        assert np.all(failed == -1)
+        results.append(approx)
+    for approx in results[1:]:
+        assert_bitwise_equal(approx, results[0])
+
+
+def test_kernel_more_threads_than_chunks_and_empty_indices(kernel):
+    problem = Problem(np.float64, n_chunks=2, seed=3)
+    cost = kernel_cost(numba_cost_body, np.float64)
+    approx, failed = problem.run(kernel, cost, n_threads=8)
+    assert np.all(failed == -1)
+    assert np.all(approx != -123.25)
+
+    work, _, failed = problem.buffers()
+    empty_i, empty_d = np.empty(0, np.int64), np.empty(0)
+    kernel(cost, problem.weights, work, empty_i, empty_d, empty_d, failed, 2)
+    assert np.all(failed == -1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
 @pytest.mark.parametrize("n_threads", [1, 2])
-def test_c_ctypes_cost_matches_reference(dtype, n_threads):
+def test_kernel_non_finite_cost_sets_failed_and_stops_the_chunk(kernel, dtype, n_threads):
+    n = 8
+    problem = Problem(dtype, n_chunks=2, n=n, seed=4)
+    problem.indices = np.arange(n, dtype=np.int64)
+    problem.steps = np.full(n, 0.1)
+    problem.theta[3] = 0.45  # theta[3] + 0.1 crosses 0.5, where the cost returns NaN
+    cost = kernel_cost(numba_cost_body, dtype, nan_index=3, nan_above=0.5)
+
+    approx, failed = problem.run(kernel, cost, n_threads)
+    expected_approx, expected_failed = problem.reference(cost_of_row(cost, problem.weights))
+    assert_bitwise_equal(failed, expected_failed)
+    assert_bitwise_equal(approx, expected_approx)
+    # Chunk 0 covers positions 0..3 and stops at 3; chunk 1 (4..7) completes.
+    np.testing.assert_array_equal(failed, [3, -1])
+    assert approx[3] == -123.25
+    assert np.all(np.isfinite(approx))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+def test_kernel_vanishing_step_sets_failed(kernel, dtype):
+    problem = Problem(dtype, n_chunks=1, n=5, seed=5)
+    problem.indices = np.arange(5, dtype=np.int64)
+    problem.theta[:] = 1.0
+    problem.steps = np.array([1e-3, 1e-3, 1e-30, 1e-3, 1e-3])  # 1 +- 1e-30 rounds to 1
+    cost = kernel_cost(numba_cost_body, dtype)
+
+    approx, failed = problem.run(kernel, cost, n_threads=1)
+    expected_approx, expected_failed = problem.reference(cost_of_row(cost, problem.weights))
+    assert_bitwise_equal(approx, expected_approx)
+    np.testing.assert_array_equal(failed, [2])
+    np.testing.assert_array_equal(expected_failed, [2])
+    assert np.all(approx[2:] == -123.25)
+
+
+def test_kernel_uses_the_represented_step(kernel):
+    """In float32, theta +- h is rounded; the quotient divides by the step actually taken."""
+    theta = np.array([1.0], dtype=np.float32)
+    step = 1e-7  # theta +- step rounds to 1 + 2**-23 and 1 - 2**-23, not to 1 +- 1e-7
+    work = theta.reshape(1, 1).copy()
+    approx, failed = np.zeros(1), np.zeros(1, np.int64)
+    kernel(kernel_cost(first_coordinate, np.float32), np.ones(1), work, np.zeros(1, np.int64),
+           np.array([step]), approx, failed, 1)
+    # J is the identity, so dividing by the represented step gives exactly 1.
+    assert failed[0] == -1
+    assert approx[0] == 1.0
+    assert work[0, 0] == np.float32(1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# central_differences_c
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_c_ctypes_cost_matches_reference(core, dtype, n_threads):
     problem = Problem(dtype, n_chunks=n_threads, seed=1)
     cost = make_ctypes_cost(dtype, problem.weights)
     address = c_cost_pointer(cost, dtype)
@@ -211,116 +235,7 @@ def test_c_ctypes_cost_matches_reference(dtype, n_threads):
     assert np.all(failed == -1)
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
-def test_c_identical_across_thread_and_chunk_counts(numba, dtype):
-    cfunc = make_numba_cost(numba, dtype)
-    results = []
-    for n_threads, n_chunks in [(1, 1), (2, 2), (1, 3), (2, 3), (2, 5)]:
-        problem = Problem(dtype, n_chunks=n_chunks, seed=2)
-        approx, failed = problem.run_c(c_cost_pointer(cfunc, dtype), n_threads)
-        assert np.all(failed == -1)
-        results.append(approx)
-    for approx in results[1:]:
-        assert_bitwise_equal(approx, results[0])
-
-
-def test_c_more_threads_than_chunks_and_empty_indices(numba):
-    problem = Problem(np.float64, n_chunks=2, seed=3)
-    address = c_cost_pointer(make_numba_cost(numba, np.float64), np.float64)
-    approx, failed = problem.run_c(address, n_threads=8)
-    assert np.all(failed == -1)
-    assert np.all(approx != -123.25)
-
-    work, _, failed = problem.buffers()
-    empty_i, empty_d = np.empty(0, np.int64), np.empty(0)
-    core.central_differences_c(address, 0, work, empty_i, empty_d, empty_d, failed, 2)
-    assert np.all(failed == -1)
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
-@pytest.mark.parametrize("n_threads", [1, 2])
-def test_c_non_finite_cost_sets_failed_and_stops_the_chunk(numba, dtype, n_threads):
-    n = 8
-    problem = Problem(dtype, n_chunks=2, n=n, seed=4)
-    problem.indices = np.arange(n, dtype=np.int64)
-    problem.steps = np.full(n, 0.1)
-    problem.theta[3] = 0.45  # theta[3] + 0.1 crosses 0.5, where the cost returns NaN
-    cfunc = make_numba_cost(numba, dtype, nan_index=3, nan_above=0.5)
-
-    approx, failed = problem.run_c(c_cost_pointer(cfunc, dtype), n_threads)
-    expected_approx, expected_failed = problem.reference(
-        numba_cost_of_row(cfunc, dtype, problem.weights)
-    )
-    assert_bitwise_equal(failed, expected_failed)
-    assert_bitwise_equal(approx, expected_approx)
-    # Chunk 0 covers positions 0..3 and stops at 3; chunk 1 (4..7) completes.
-    np.testing.assert_array_equal(failed, [3, -1])
-    assert approx[3] == -123.25
-    assert np.all(np.isfinite(approx))
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
-def test_c_vanishing_step_sets_failed(numba, dtype):
-    problem = Problem(dtype, n_chunks=1, n=5, seed=5)
-    problem.indices = np.arange(5, dtype=np.int64)
-    problem.theta[:] = 1.0
-    problem.steps = np.array([1e-3, 1e-3, 1e-30, 1e-3, 1e-3])  # 1 +- 1e-30 rounds to 1
-    cfunc = make_numba_cost(numba, dtype)
-
-    approx, failed = problem.run_c(c_cost_pointer(cfunc, dtype), n_threads=1)
-    expected_approx, expected_failed = problem.reference(
-        numba_cost_of_row(cfunc, dtype, problem.weights)
-    )
-    assert_bitwise_equal(approx, expected_approx)
-    np.testing.assert_array_equal(failed, [2])
-    np.testing.assert_array_equal(expected_failed, [2])
-    assert np.all(approx[2:] == -123.25)
-
-
-def test_c_uses_the_represented_step():
-    """In float32, theta +- h is rounded; the quotient divides by the step actually taken."""
-    theta = np.array([1.0], dtype=np.float32)
-    step = 1e-7  # theta +- step rounds to 1 + 2**-23 and 1 - 2**-23, not to 1 +- 1e-7
-    work = theta.reshape(1, 1).copy()
-    approx, failed = np.zeros(1), np.zeros(1, np.int64)
-    cost = make_ctypes_cost(np.float32, None, cost=lambda row, _: float(row[0]))
-    core.central_differences_c(
-        c_cost_pointer(cost, np.float32), 0, work, np.zeros(1, np.int64),
-        np.array([step]), approx, failed, 1,
-    )
-    # J is the identity, so dividing by the represented step gives exactly 1.
-    assert failed[0] == -1
-    assert approx[0] == 1.0
-    assert work[0, 0] == np.float32(1.0)
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
-def test_c_matches_numba_twin(numba, dtype):
-    kernels = importlib.import_module("fastgc.engines._numba_kernels")
-    problem = Problem(dtype, n_chunks=2, seed=6)
-    cfunc = make_numba_cost(numba, dtype)
-    jitted = numba.njit(_numba_cost_body)
-
-    approx, failed = problem.run_c(c_cost_pointer(cfunc, dtype), n_threads=2)
-    work, expected_approx, expected_failed = problem.buffers()
-    kernels.central_differences(
-        jitted, (problem.weights,), work, problem.indices, problem.steps,
-        expected_approx, expected_failed,
-    )
-    assert_bitwise_equal(failed, expected_failed)
-    assert_bitwise_equal(approx, expected_approx)
-
-
-def _numba_cost_body(theta, weights):
-    """The body of ``make_numba_cost`` as an ordinary function of an array."""
-    total = 0.0
-    for j in range(theta.shape[0]):
-        x = np.float64(theta[j])
-        total += weights[j] * np.sin(x) + 0.25 * x * x * x
-    return total
-
-
-def test_c_validates_cheap_things():
+def test_c_validates_cheap_things(core):
     work = np.zeros((2, 4))
     indices = np.array([0, 1, 2], np.int64)
     steps, approx = np.ones(3), np.zeros(3)
@@ -358,28 +273,8 @@ def test_c_validates_cheap_things():
 # central_differences_py
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
 @pytest.mark.parametrize("n_threads", [1, 2])
-def test_py_matches_reference(dtype, n_threads):
-    problem = Problem(dtype, n_chunks=n_threads, seed=7)
-    work, approx, failed = problem.buffers()
-
-    def evaluate(chunk, i):
-        return python_cost(work[chunk], problem.weights)
-
-    core.central_differences_py(
-        evaluate, work, problem.indices, problem.steps, approx, failed, n_threads
-    )
-    assert_bitwise_equal(work, np.tile(problem.theta, (n_threads, 1)))
-    expected_approx, expected_failed = problem.reference(
-        lambda row: python_cost(row, problem.weights)
-    )
-    assert_bitwise_equal(failed, expected_failed)
-    assert_bitwise_equal(approx, expected_approx)
-
-
-@pytest.mark.parametrize("n_threads", [1, 2])
-def test_py_non_finite_cost_sets_failed(n_threads):
+def test_py_non_finite_cost_sets_failed(core, n_threads):
     problem = Problem(np.float64, n_chunks=2, n=6, seed=8)
     problem.indices = np.arange(6, dtype=np.int64)
     problem.steps = np.full(6, 1e-3)
@@ -404,7 +299,7 @@ class CostError(Exception):
 @pytest.mark.parametrize("error_type", [CostError, KeyboardInterrupt])
 @pytest.mark.parametrize("failing_call", [1, 2, 7])
 def test_py_exception_propagates_unchanged_and_restores_work(
-    dtype, n_threads, error_type, failing_call
+    core, dtype, n_threads, error_type, failing_call
 ):
     problem = Problem(dtype, n_chunks=n_threads, seed=9)
     work, approx, failed = problem.buffers()
@@ -430,7 +325,7 @@ def test_py_exception_propagates_unchanged_and_restores_work(
     assert_bitwise_equal(work, np.tile(problem.theta, (n_threads, 1)))
 
 
-def test_py_bad_return_value_propagates():
+def test_py_bad_return_value_propagates(core):
     problem = Problem(np.float64, n_chunks=1, seed=10)
     work, approx, failed = problem.buffers()
     with pytest.raises(TypeError, match="real number"):
@@ -441,7 +336,7 @@ def test_py_bad_return_value_propagates():
     assert_bitwise_equal(work, np.tile(problem.theta, (1, 1)))
 
 
-def test_py_validates_cheap_things():
+def test_py_validates_cheap_things(core):
     work = np.zeros((1, 3), np.float32)
     with pytest.raises(ValueError, match=r"n_threads must be >= 1, got -1"):
         core.central_differences_py(
@@ -454,7 +349,7 @@ def test_py_validates_cheap_things():
 # block_norms
 
 
-def test_block_norms_matches_reference_bitwise():
+def test_block_norms_matches_reference_bitwise(core):
     rng = np.random.default_rng(11)
     m = 40
     approx = rng.normal(size=m) * 10.0 ** rng.integers(-8, 8, m)
@@ -469,7 +364,7 @@ def test_block_norms_matches_reference_bitwise():
     np.testing.assert_array_equal(norms[1], [0.0, 0.0, 0.0])
 
 
-def test_block_norms_propagates_non_finite():
+def test_block_norms_propagates_non_finite(core):
     approx = np.array([1.0, np.nan, 2.0, np.inf])
     dtheta = np.array([1.0, 0.0, 2.0, 0.0])
     offsets = np.array([0, 2, 4], np.int64)
@@ -481,7 +376,7 @@ def test_block_norms_propagates_non_finite():
     assert np.isnan(norms[0, 0]) and np.isinf(norms[1, 1])
 
 
-def test_block_norms_matches_numba_twin(numba):
+def test_block_norms_matches_numba_twin(core, numba):
     kernels = importlib.import_module("fastgc.engines._numba_kernels")
     rng = np.random.default_rng(12)
     approx, dtheta = rng.normal(size=25), rng.normal(size=25)
@@ -492,7 +387,7 @@ def test_block_norms_matches_numba_twin(numba):
     assert_bitwise_equal(norms, expected)
 
 
-def test_block_norms_validates_shapes():
+def test_block_norms_validates_shapes(core):
     approx, dtheta = np.zeros(4), np.zeros(4)
     with pytest.raises(ValueError, match=r"dtheta must have the length of approx \(4\), got 3"):
         core.block_norms(approx, np.zeros(3), np.array([0, 4], np.int64), np.zeros((1, 3)))
@@ -502,98 +397,3 @@ def test_block_norms_validates_shapes():
         core.block_norms(approx, dtheta, np.array([0, 3, 2], np.int64), np.zeros((2, 3)))
     with pytest.raises(ValueError, match=r"got 5 at position 1"):
         core.block_norms(approx, dtheta, np.array([0, 5], np.int64), np.zeros((1, 3)))
-
-
-# --------------------------------------------------------------------------------------------
-# fastgc._ccost
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
-def test_ccost_accepts_right_signatures(numba, dtype):
-    cfunc = make_numba_cost(numba, dtype)
-    assert is_c_cost(cfunc)
-    assert c_cost_pointer(cfunc, dtype) == cfunc.address
-    assert c_cost_pointer(cfunc, np.dtype(dtype).name) == cfunc.address
-
-    for size_type in (ctypes.c_ssize_t, ctypes.c_int64):
-        prototype = ctypes.CFUNCTYPE(
-            ctypes.c_double, ctypes.POINTER(C_FLOAT[dtype]), size_type, ctypes.c_void_p
-        )
-        cost = prototype(lambda theta, n, data: 0.0)
-        assert is_c_cost(cost)
-        assert c_cost_pointer(cost, dtype) == ctypes.cast(cost, ctypes.c_void_p).value
-
-
-def test_ccost_rejects_wrong_numba_signatures(numba):
-    from numba import types
-
-    def body(theta, n, data):
-        return 0.0
-
-    float64_ptr, float32_ptr = types.CPointer(types.float64), types.CPointer(types.float32)
-    wrong = {
-        "float32 theta": types.float64(float32_ptr, types.intp, types.voidptr),
-        "float32 result": types.float32(float64_ptr, types.intp, types.voidptr),
-        "int32 n": types.float64(float64_ptr, types.int32, types.voidptr),
-        "no data": types.float64(float64_ptr, types.intp),
-    }
-    for name, signature in wrong.items():
-        if name == "no data":
-            cfunc = numba.cfunc(signature)(lambda theta, n: 0.0)
-        else:
-            cfunc = numba.cfunc(signature)(body)
-        assert is_c_cost(cfunc)
-        with pytest.raises(TypeError) as info:
-            c_cost_pointer(cfunc, np.float64)
-        message = str(info.value)
-        assert "const double *theta, Py_ssize_t n, void *data" in message
-        assert "float64(CPointer(float64), intp, voidptr)" in message
-        assert str(cfunc._sig) in message
-
-    # The right signature for float64 is the wrong one for float32.
-    cfunc = numba.cfunc(types.float64(float64_ptr, types.intp, types.voidptr))(body)
-    with pytest.raises(TypeError, match=r"const float \*theta.*\(float64\*, int64, void\*\)"):
-        c_cost_pointer(cfunc, np.float32)
-
-
-def test_ccost_rejects_wrong_ctypes_signatures():
-    c = ctypes
-    wrong = [
-        (c.c_double, c.POINTER(c.c_float), c.c_ssize_t, c.c_void_p),
-        (c.c_float, c.POINTER(c.c_double), c.c_ssize_t, c.c_void_p),
-        (c.c_double, c.POINTER(c.c_double), c.c_int32, c.c_void_p),
-        (c.c_double, c.POINTER(c.c_double), c.c_size_t, c.c_void_p),
-        (c.c_double, c.c_void_p, c.c_ssize_t, c.c_void_p),
-        (c.c_double, c.POINTER(c.c_double), c.c_ssize_t),
-    ]
-    for restype, *argtypes in wrong:
-        cost = c.CFUNCTYPE(restype, *argtypes)(lambda *args: 0)
-        with pytest.raises(TypeError) as info:
-            c_cost_pointer(cost, np.float64)
-        message = str(info.value)
-        assert "must have the signature double (*)(const double *theta" in message
-        assert "CFUNCTYPE(c_double, POINTER(c_double), c_ssize_t, c_void_p)" in message
-        assert f"{restype.__name__} (*)(" in message
-
-
-def test_ccost_rejects_library_function_without_argtypes():
-    libm = ctypes.CDLL(None)
-    with pytest.raises(TypeError, match=r"has the signature c_int \(\*\)\(unknown"):
-        c_cost_pointer(libm.cos, np.float64)
-
-
-def test_ccost_null_pointer_and_bad_dtype():
-    prototype = ctypes.CFUNCTYPE(
-        ctypes.c_double, ctypes.POINTER(ctypes.c_double), ctypes.c_ssize_t, ctypes.c_void_p
-    )
-    with pytest.raises(ValueError, match="NULL function pointer"):
-        c_cost_pointer(prototype(), np.float64)
-    with pytest.raises(ValueError, match="dtype must be float32 or float64, got int64"):
-        c_cost_pointer(prototype(lambda *args: 0.0), np.int64)
-
-
-def test_ccost_returns_none_for_python_level_costs(numba):
-    jitted = numba.njit(_numba_cost_body)
-    for cost in (python_cost, lambda theta: 0.0, jitted, None, 12345, np.sin):
-        assert not is_c_cost(cost)
-        assert c_cost_pointer(cost, np.float64) is None

@@ -1,0 +1,157 @@
+"""The Numba engine (``fastgc/engines/numba.py``): what it says of a cost it cannot run, its
+kernels compiled once per cost and argument types, and a serial run instead of a deadlock
+inside a foreign thread pool under the workqueue threading layer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastgc
+import models
+from conftest import TWO_THREADS, assert_untouched, check, check_option, require_engine
+from costs import OK, c_cost, load_sine_cost, sine_problem
+
+pytestmark = pytest.mark.usefixtures("no_thread_default")
+
+
+@pytest.mark.parametrize("kind, described", [
+    ("python", "Python callable"), ("cfunc", "C-level function"), ("ctypes", "C-level function"),
+])
+def test_numba_engine_with_a_cost_it_cannot_run_says_what_to_pass(no_engine_variable, c_library,
+                                                                  kind, described):
+    require_engine("numba")
+    if kind == "ctypes":
+        params, a, grads = sine_problem()
+        cost, args = load_sine_cost(c_library), (a,)
+    else:
+        params, X, Y = models.make_mlp(0)
+        grads = models.grads(params, X, Y)
+        cost, args = (models.cost, (X, Y)) if kind == "python" else (models.c_cost(X, Y), ())
+    with pytest.raises(
+        fastgc.EngineError,
+        match=rf"^engine='numba' runs a cost compiled with @numba\.njit taking the flat theta, "
+              rf"cost\(theta, \*args\); this cost is a {described}\. Pass engine='cython' or "
+              rf"engine='python' \(or 'auto'\)$",
+    ):
+        check(cost, params, grads, args=args, engine="numba")
+
+
+def test_numba_engine_with_a_plain_python_cost_says_what_to_pass(inputs):
+    require_engine("numba")
+    with pytest.raises(
+        fastgc.EngineError,
+        match=r"engine='numba' runs a cost compiled with @numba.njit .* this cost is a Python "
+        r"callable\. Pass engine='cython' or engine='python'",
+    ):
+        check_option(inputs, engine="numba")
+
+
+def test_numba_engine_with_a_c_cost_says_what_to_pass(inputs):
+    require_engine("numba")
+    params, grads, before = inputs
+    with pytest.raises(fastgc.EngineError, match=r"this cost is a C-level function"):
+        fastgc.check(c_cost(), params, grads, args=(np.array([OK]),), engine="numba",
+                     progress=False)
+    assert_untouched(params, grads, before)
+
+
+def test_numba_kernels_are_compiled_once_per_cost_and_argument_types():
+    import numba
+
+    @numba.njit
+    def cost(theta, X, y):
+        residual = X @ theta - y
+        return 0.5 * (residual @ residual) / y.shape[0]
+
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((9, 4)), rng.standard_normal(9)
+    theta = rng.standard_normal(4)
+
+    def exact(X):
+        return X.T @ (X @ theta - y) / y.shape[0]
+
+    first = fastgc.check(cost, theta, exact(X), args=(X, y), engine="numba", progress=False)
+    again = fastgc.check(cost, theta, exact(X), args=(X, y), engine="numba", progress=False)
+    assert first.verdict == again.verdict == "correct"
+    assert first.compile_seconds > 0.05  # the cost and the kernel around it were compiled
+    assert again.compile_seconds == 0.0  # nothing left to compile, no warm-up run
+    np.testing.assert_array_equal(first.approx, again.approx)
+    # New argument types (a Fortran-ordered X) compile a new specialisation before the run.
+    X_fortran = np.asfortranarray(X)
+    other = fastgc.check(cost, theta, exact(X), args=(X_fortran, y), engine="numba",
+                         progress=False)
+    assert other.verdict == "correct" and other.compile_seconds > 0.05
+    assert len(cost.signatures) == 2
+
+
+WORKQUEUE_SCRIPT = """
+import json
+from concurrent.futures import ThreadPoolExecutor
+import numba
+import numpy as np
+import fastgc
+
+@numba.njit
+def cost(theta, a):
+    return np.sum(a * np.sin(theta)) + 0.5 * np.sum(theta) ** 2
+
+rng = np.random.default_rng(0)
+theta, a = rng.standard_normal(40), rng.standard_normal(40)
+right = a * np.cos(theta) + theta.sum()
+wrong = right.copy()
+wrong[7] = -wrong[7]
+untouched = theta.tobytes(), right.tobytes(), wrong.tobytes()
+
+def run(k):
+    return fastgc.check(cost, theta, wrong if k % 2 else right, args=(a,), engine="numba",
+                        n_threads=2, progress=False)
+
+def in_pool(n):
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        return [f.result(timeout=120) for f in [pool.submit(run, k) for k in range(n)]]
+
+before_any_parallel_region = in_pool(3)
+main = run(0)  # the main thread may run the parallel kernel; this picks the layer
+layer = numba.threading_layer()
+after = in_pool(6)
+pooled = before_any_parallel_region + after
+print(json.dumps({
+    "layer": layer,
+    "main_n_threads": main.n_threads,
+    "pool_n_threads": sorted({r.n_threads for r in pooled}),
+    "verdicts": [str(r.verdict) for r in pooled],
+    "worst": sorted({r.worst(1)[0].flat_index for r in pooled if r.verdict == "bug"}),
+    "same_approx": all(np.array_equal(r.approx, main.approx) for r in pooled
+                       if r.verdict == "correct"),
+    "untouched": untouched == (theta.tobytes(), right.tobytes(), wrong.tobytes()),
+}))
+"""
+
+
+def test_numba_engine_degrades_to_serial_under_the_workqueue_layer():
+    require_engine("numba")
+    source = Path(fastgc.__file__).resolve().parent.parent
+    environment = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue",
+                   "PYTHONPATH": os.pathsep.join(
+                       p for p in (str(source), os.environ.get("PYTHONPATH", "")) if p)}
+    environment.pop("FASTGC_ENGINE", None)
+    completed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(WORKQUEUE_SCRIPT)], capture_output=True,
+        text=True, env=environment, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr
+    outcome = json.loads(completed.stdout.splitlines()[-1])
+    assert outcome["layer"] == "workqueue"
+    assert outcome["main_n_threads"] == TWO_THREADS
+    assert outcome["pool_n_threads"] == [1]  # serial inside the pool, instead of a deadlock
+    assert outcome["verdicts"] == ["correct", "bug", "correct"] + ["correct", "bug"] * 3
+    assert outcome["worst"] == [7]
+    assert outcome["same_approx"] and outcome["untouched"]
