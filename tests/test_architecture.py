@@ -94,3 +94,9 @@ def function_lengths(path: Path) -> dict[str, int]:
 
 def test_check_is_a_short_orchestrator():
     assert function_lengths(PACKAGE / "_check.py")["check"] <= 60
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "diagnosis").glob("*.py")), ids=module_name)
+def test_no_diagnosis_function_is_long(path):
+    long = {name: n for name, n in function_lengths(path).items() if n > 60}
+    assert not long, f"{module_name(path)}: functions over 60 lines of code: {long}"
