@@ -29,7 +29,7 @@ from ._engines import (
     resolve_engine,
 )
 from ._errors import CostError, CostTypeError, EngineError, InvalidInputError
-from ._layout import Layout, flatten, flatten_like
+from ._layout import Layout, flatten, flatten_gradients
 from ._result import CheckResult
 from ._steps import StepRule, choose_steps
 from ._threads import blas_limited, in_main_thread, numba_threads, resolve_n_threads
@@ -77,7 +77,9 @@ def check(
         flattening order, W1, b1, ..., WL, bL), or a single array theta. Never modified.
     grads : same structure as params, flat ndarray, or callable
         The analytic gradients. Dict keys equal the parameter names or carry the "d" prefix
-        ("dW1"). A callable is called once as ``grads(params, *args)``.
+        ("dW1"). A callable is called once as ``grads(params, *args)``. Entries that match no
+        parameter (intermediates such as "dZ2") are ignored and listed in the report, as long
+        as every parameter has its gradient.
     args : tuple, optional
         Extra arguments passed to ``cost`` (and to ``grads`` when it is callable).
     eps : float, optional
@@ -157,7 +159,7 @@ def check(
                 f"can do; pass engine='python' (or leave engine unset), not {engine!r}"
             )
         engine = "python"
-    dtheta = _analytic_gradients(grads, theta, layout, args)
+    dtheta, ignored_gradients = _analytic_gradients(grads, theta, layout, args)
     # A Python cost may keep state between calls (a layer caching its activations), so it
     # runs on several threads only when a count was asked for.
     n_threads = resolve_n_threads(n_threads, unset=1 if cost_.kind == "python" else None)
@@ -208,6 +210,7 @@ def check(
         n_evaluations=2 * layout.size + 2 + prober.evaluations,
         labels=diagnosis.labels,
         corrected=diagnosis.corrected,
+        ignored_gradients=ignored_gradients,
         _scores=diagnosis.scores,
     )
 
@@ -245,7 +248,10 @@ def _validate_thresholds(thresholds: Any) -> tuple[float, float]:
     return correct, bug
 
 
-def _analytic_gradients(grads: Any, theta: np.ndarray, layout: Layout, args: tuple) -> np.ndarray:
+def _analytic_gradients(
+    grads: Any, theta: np.ndarray, layout: Layout, args: tuple
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """dtheta, and the names of gradient entries that match no parameter (ignored)."""
     if callable(grads) and not isinstance(grads, np.ndarray):
         snapshot = theta.copy()
         target = snapshot if is_numba_dispatcher(grads) else layout.unflatten(snapshot)
@@ -255,7 +261,7 @@ def _analytic_gradients(grads: Any, theta: np.ndarray, layout: Layout, args: tup
             raise InvalidInputError(
                 f"grads(params) raised {type(error).__name__}: {error}"
             ) from error
-    return flatten_like(grads, layout)
+    return flatten_gradients(grads, layout)
 
 
 def _structure_for(cost: Cost) -> Callable[[np.ndarray], Any]:

@@ -57,6 +57,11 @@ def format_report(result: "CheckResult", n_worst: int = 10) -> str:
             f"{report.adjusted_difference:>10.2e}  {report.verdict.value:<10} "
             f"{report.max_abs_error:>11.2e}  {_index(report.worst_index)}{note}"
         )
+    if result.ignored_gradients:
+        lines.append(
+            f"  ignored gradient entries (they match no parameter): "
+            f"{', '.join(result.ignored_gradients)}"
+        )
     if result.labels:
         counts = Counter(result.labels.values())
         lines.append("")

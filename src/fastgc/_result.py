@@ -98,6 +98,9 @@ class CheckResult:
     approx, dtheta : ndarray, shape (n,)
         Numeric (at the chosen step) and analytic gradients, flat, float64.
     layout : Layout
+    ignored_gradients : tuple of str
+        Entries of the gradient dict that match no parameter (intermediates such as "dZ2"),
+        ignored by the check.
     """
 
     verdict: Verdict
@@ -116,6 +119,7 @@ class CheckResult:
     n_evaluations: int
     labels: dict[int, str] = field(default_factory=dict)
     corrected: dict[int, float] = field(default_factory=dict)
+    ignored_gradients: tuple[str, ...] = ()
     _scores: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
 
     @property
