@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ._result import CheckResult
+import numpy as np
 
-_MEANING = {
+if TYPE_CHECKING:
+    from ._result import CheckResult, Component
+
+MEANING = {
     "correct": "backprop agrees with finite differences",
     "suspicious": "look carefully: the disagreement is above what round-off explains",
     "bug": "backprop is almost surely wrong",
@@ -21,7 +23,7 @@ def _index(index: tuple[int, ...]) -> str:
 
 def format_report(result: "CheckResult", n_worst: int = 10) -> str:
     verdict = result.verdict.value
-    lines = [f"fastgc gradient check: {verdict.upper()} ({_MEANING[verdict]})"]
+    lines = [f"fastgc gradient check: {verdict.upper()} ({MEANING[verdict]})"]
     worst_parameter = result.worst_parameter()
     top = result.worst(1, parameter=worst_parameter.name)
     if result.verdict.value != "correct" and top:
@@ -31,6 +33,8 @@ def format_report(result: "CheckResult", n_worst: int = 10) -> str:
             f"{worst_parameter.adjusted_difference:.3e}; worst component {c.name}{_index(c.index)}"
             f" numeric {c.numeric:+.6e} vs analytic {c.analytic:+.6e}"
         )
+    for note in zero_numeric_notes(result):
+        lines.append(f"  note: {note}")
     correct, bug = result.thresholds
     lines.append(
         f"  difference ||approx - dtheta|| / (||approx|| + ||dtheta||) = {result.difference:.3e}"
@@ -68,8 +72,7 @@ def format_report(result: "CheckResult", n_worst: int = 10) -> str:
         lines.append(f"  re-examined or flagged components: {len(result.labels)}")
         for label, count in counts.most_common():
             lines.append(f"    {count:>5}  {label}")
-    # Only components that disagree beyond the noise floor, or that were re-examined.
-    worst = [c for c in result.worst(n_worst) if result._scores[c.flat_index] > 0 or c.label]
+    worst = reported_components(result, n_worst)
     if worst and result.verdict.value != "correct":
         lines.append("")
         lines.append(f"  worst components (of {result.layout.size}):")
@@ -83,3 +86,69 @@ def format_report(result: "CheckResult", n_worst: int = 10) -> str:
                 f"{c.abs_error:>10.2e} {c.rel_error:>10.2e}  {c.label or ''}"
             )
     return "\n".join(lines)
+
+
+def reported_components(result: "CheckResult", n_worst: int = 10) -> list["Component"]:
+    """The worst components worth showing: those that disagree beyond the noise floor, or that
+    were re-examined."""
+    return [c for c in result.worst(n_worst) if result._scores[c.flat_index] > 0 or c.label]
+
+
+# A numeric gradient that is exactly zero on at least this share of the components where
+# backprop's is not means the cost's changes were rounded away.
+MOSTLY_ZERO = 0.9
+
+
+def zero_numeric_notes(result: "CheckResult") -> list[str]:
+    """Sentences for a numeric gradient that is exactly zero where backprop's is not.
+
+    "bug, numeric 0" alone does not say why: the cost ignored the parameters it was given (it
+    reads a copy made before the check), or it computes in a precision that rounds every
+    change of the step's size away. Only parameters whose verdict is not correct are looked at.
+    """
+    layout = result.layout
+    zero_blocks, examined = [], 0
+    exact_zero = nonzero_analytic = 0
+    for k, name in enumerate(layout.names):
+        block = slice(int(layout.offsets[k]), int(layout.offsets[k + 1]))
+        if result.per_parameter[name].verdict.value == "correct":
+            continue
+        approx, dtheta = result.approx[block], result.dtheta[block]
+        analytic = np.isfinite(dtheta) & (dtheta != 0)
+        if not analytic.any():
+            continue
+        examined += 1
+        zeros = int(np.count_nonzero(approx[analytic] == 0))
+        exact_zero += zeros
+        nonzero_analytic += int(np.count_nonzero(analytic))
+        if not np.any(approx):
+            zero_blocks.append(name)
+    if not examined:
+        return []
+    if not np.any(result.approx):
+        return [
+            "the numeric gradient is zero everywhere: moving any parameter by the step did not "
+            "change the cost at all, while backprop's gradient is not zero. The cost ignores "
+            "the parameters it is given: it probably reads a copy made before the check "
+            "(arrays captured in a closure, a model's attributes, globals) instead of its "
+            "params argument. Or it computes in float32 or lower precision, which rounds every "
+            "change of this size away: give float32 parameters (fastgc then takes steps "
+            "float32 can resolve) or compute in float64"
+        ]
+    notes = []
+    if zero_blocks:
+        names = ", ".join(zero_blocks)
+        notes.append(
+            f"the numeric gradient of {names} is zero everywhere, while backprop's is not: "
+            f"moving {'it' if len(zero_blocks) == 1 else 'them'} did not change the cost. "
+            "Does the cost read these parameters from its params argument, or a copy made "
+            "before the check?"
+        )
+    elif exact_zero >= MOSTLY_ZERO * nonzero_analytic:
+        notes.append(
+            f"the numeric gradient is exactly zero on {exact_zero} of the {nonzero_analytic} "
+            "components where backprop's is not: the cost's changes at this step are rounded "
+            "away. Does it compute in float32 (or lower) precision? Give float32 parameters "
+            "(fastgc then takes steps float32 can resolve) or compute in float64"
+        )
+    return notes
