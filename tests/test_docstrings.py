@@ -13,6 +13,11 @@ MODULES = [
     "fastgc._threads",
     "fastgc._engines",
     "fastgc._tune",
+    "fastgc._optional",
+    "fastgc._result",
+    "fastgc.adapters.functions",
+    "fastgc.adapters.layers",
+    "fastgc.adapters.models",
 ]
 
 
