@@ -15,6 +15,7 @@ MODULES = [
     "fastgc._tune",
     "fastgc._optional",
     "fastgc._result",
+    "fastgc.testing",
     "fastgc.adapters.functions",
     "fastgc.adapters.layers",
     "fastgc.adapters.models",
