@@ -8,12 +8,15 @@ import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from ._errors import GradientCheckError
 from ._layout import Layout
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 class Verdict(str, enum.Enum):
@@ -268,6 +271,34 @@ class CheckResult:
             with open(path, "w", encoding="utf-8") as file:
                 file.write(text + "\n")
         return text
+
+    def plot(
+        self, path: str | os.PathLike | None = None, *, max_heatmaps: int = 4
+    ) -> "Figure":
+        """Per-parameter differences on a log axis with the verdict bands, and a heat map of
+        the disagreement of each flagged parameter (needs ``pip install "fastgc[plot]"``).
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Save the figure there (the format from the suffix: .png, .pdf, .svg).
+        max_heatmaps : int, default 4
+            At most this many flagged parameters (not correct; the worst first) get a heat map
+            of the relative disagreement of their components: 2-D parameters as they are, 1-D
+            ones as a row, higher-dimensional ones as (first axis, the rest).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            Made without pyplot, so it works with any backend (Agg included) and is not
+            registered as an open pyplot figure.
+        """
+        from ._plot import plot_result
+
+        figure = plot_result(self, max_heatmaps=max_heatmaps)
+        if path is not None:
+            figure.savefig(path, dpi=100)
+        return figure
 
     def __str__(self) -> str:
         from ._report import format_report
