@@ -19,6 +19,7 @@ MODULES = [
     "fastgc.adapters.functions",
     "fastgc.adapters.layers",
     "fastgc.adapters.models",
+    "fastgc.adapters.torch",
 ]
 
 
