@@ -20,6 +20,7 @@ MODULES = [
     "fastgc.adapters.layers",
     "fastgc.adapters.models",
     "fastgc.adapters.torch",
+    "fastgc.adapters.jax",
 ]
 
 

@@ -43,7 +43,7 @@ def test_import_fastgc_and_its_numpy_adapters_load_no_optional_dependency():
 
 
 @pytest.mark.parametrize("module, extra", [
-    ("fastgc.torch", "torch"), ("fastgc.adapters.torch", "torch")])
+    ("fastgc.torch", "torch"), ("fastgc.jax", "jax"), ("fastgc.adapters.torch", "torch")])
 def test_a_missing_extra_names_the_install_command(module, extra):
     completed = run_python(
         f"""

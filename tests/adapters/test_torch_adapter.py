@@ -269,3 +269,9 @@ def test_check_function_checks_only_inputs_that_require_grad():
         fastgc.torch.check_function(lambda x, w: x @ w, x, w, dout=torch.ones(2))
     with pytest.raises(fastgc.InvalidInputError, match="none of the inputs is a floating-point"):
         fastgc.torch.check_function(lambda n: n, 3)
+
+
+def test_check_function_refuses_lower_precision_outputs():
+    with pytest.raises(fastgc.CostTypeError, match=r"fn returned torch.float32 output\(s\) for "
+                                                   r"float64 inputs"):
+        fastgc.torch.check_function(lambda x: (x**2).float(), torch.randn(3), progress=False)

@@ -224,6 +224,13 @@ def check_function(
         outputs = call(leaves)
         if not outputs:
             raise CostError("fn returned no floating-point tensor: there is nothing to check")
+        low = [str(o.dtype) for o in outputs if o.dtype != torch.float64]
+        if low:
+            raise CostTypeError(
+                f"fn returned {', '.join(low)} output(s) for float64 inputs: part of it runs in "
+                "lower precision (an explicit .float() or dtype=torch.float32?); fastgc "
+                "evaluates in float64"
+            )
         douts = _upstream(dout, outputs, seed)
         total = sum((o * d).sum() for o, d in zip(outputs, douts))
         if not total.requires_grad:
@@ -242,6 +249,7 @@ def check_function(
             outputs = call({name: torch.from_numpy(value) for name, value in p.items()})
             return _loss_value(sum((o * d).sum() for o, d in zip(outputs, douts)), "fn")
 
+    cost(params)  # says plainly what is wrong with fn's outputs, before the check starts
     return _run_check(cost, params, grads, n_threads, options)
 
 
