@@ -158,3 +158,37 @@ def test_main_returns_the_exit_status_in_process(workdir, monkeypatch, capsys):
     assert main(["check", "mycosts:cost", "--params", "p.npz", "--grads", "nothere.npz"]) == 2
     assert "--grads nothere.npz: no such file" in capsys.readouterr().err
     sys.modules.pop("mycosts", None)
+
+
+def test_a_missing_matplotlib_for_plot_is_an_input_error_before_the_check(workdir):
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "from fastgc.__main__ import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    environment = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    completed = subprocess.run(
+        [sys.executable, "-c", code, "check", "mycosts:cost", "--params", "p.npz", "--grads",
+         "g.npz", "--args", "a.npz", "--plot", "out.png"],
+        capture_output=True, text=True, cwd=workdir, env=environment, timeout=120,
+    )
+    assert completed.returncode == 2
+    assert completed.stdout == ""  # no check ran
+    assert 'pip install "fastgc[plot]"' in completed.stderr
+
+
+def test_an_unexpected_failure_exits_2_not_1(workdir, monkeypatch, capsys):
+    import fastgc
+    from fastgc.__main__ import main
+
+    def broken(*arguments, **options):
+        raise RuntimeError("internal")
+
+    monkeypatch.chdir(workdir)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(fastgc, "check", broken)
+    assert main(["check", "mycosts:cost", "--params", "p.npz", "--grads", "g.npz",
+                 "--args", "a.npz"]) == 2
+    err = capsys.readouterr().err
+    assert "RuntimeError: internal" in err and "failed unexpectedly" in err
+    sys.modules.pop("mycosts", None)

@@ -15,6 +15,7 @@ import importlib.util
 import os
 import re
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -75,11 +76,20 @@ def add_parser(commands: Any) -> None:
 
 
 def run(options: argparse.Namespace) -> int:
-    """Run the check described by ``options``; the exit status."""
+    """Run the check described by ``options``; the exit status.
+
+    Anything that goes wrong is status 2, never 1, so that CI cannot take a crash for a
+    verdict: fastgc's own errors as one line, anything else with its traceback.
+    """
     try:
         return _run(options)
     except FastGCError as error:
         print(f"fastgc check: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception:
+        traceback.print_exc()
+        print("fastgc check: error: the check failed unexpectedly (traceback above)",
+              file=sys.stderr)
         return EXIT_USAGE
 
 
@@ -93,6 +103,10 @@ def _run(options: argparse.Namespace) -> int:
             "give the analytic gradients: --grads G.npz, --grads module:function, or "
             "--loss-and-grads when TARGET returns (loss, grads)"
         )
+    if options.plot:  # before the check, not after it
+        from ._optional import import_optional
+
+        import_optional("matplotlib.figure", "plot", purpose="--plot")
     target = load_function(options.target, "TARGET")
     params = load_params(options.params)
     args = load_args(options.args) if options.args else ()

@@ -131,7 +131,8 @@ def zero_numeric_notes(result: "CheckResult") -> list[str]:
             "change the cost at all, while backprop's gradient is not zero. The cost ignores "
             "the parameters it is given: it probably reads a copy made before the check "
             "(arrays captured in a closure, a model's attributes, globals) instead of its "
-            "params argument. Or it computes in float32 or lower precision, which rounds every "
+            "params argument; for a model object that reads its own params dict, "
+            "fastgc.check_model puts the values there for you. Or it computes in float32 or lower precision, which rounds every "
             "change of this size away: give float32 parameters (fastgc then takes steps "
             "float32 can resolve) or compute in float64"
         ]

@@ -88,3 +88,16 @@ def test_a_function_that_does_not_return_a_pair():
         fastgc.check_fn(3, {"w": np.ones(2)})
     with pytest.raises(fastgc.InvalidInputError, match=r"args must be a tuple"):
         fastgc.check_fn(lambda p, x: (0.0, p), {"w": np.ones(2)}, args=[1])
+
+
+def test_a_loss_in_a_one_element_array_is_that_element():
+    # The course's cost = -np.dot(Y, np.log(A).T) / m has shape (1, 1).
+    Y = np.array([[1.0, 0.0, 1.0]])
+
+    def loss_and_grads(p):
+        A = 1 / (1 + np.exp(-p["w"] * np.array([[1.0, 2.0, -1.0]])))
+        cost = -(np.dot(Y, np.log(A).T) + np.dot(1 - Y, np.log(1 - A).T)) / 3
+        return cost, {"dw": np.sum((A - Y) * np.array([[1.0, 2.0, -1.0]])) / 3}
+
+    result = fastgc.check_fn(loss_and_grads, {"w": np.array(0.4)}, progress=False)
+    assert result.verdict == "correct"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Callable
 
+import numpy as np
+
 from .._errors import CostError, InvalidInputError
 from .._result import CheckResult
 
@@ -97,14 +99,21 @@ def analytic_once(
 
 
 def split_loss_and_grads(value: Any, what: str) -> tuple[Any, Any]:
-    """``(loss, grads)`` from what ``what`` returned, or an error saying what it returned."""
+    """``(loss, grads)`` from what ``what`` returned, or an error saying what it returned.
+
+    A loss held in an array of one element (``np.dot(Y, np.log(A).T)`` gives shape (1, 1))
+    is that element, its dtype kept.
+    """
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         shape = (
             f"a {type(value).__name__} of {len(value)} items"
             if isinstance(value, (tuple, list)) else type(value).__name__
         )
         raise CostError(f"{what} must return a pair (loss, grads), got {shape}")
-    return value[0], value[1]
+    loss = value[0]
+    if isinstance(loss, np.ndarray) and loss.size == 1 and loss.ndim > 0:
+        loss = loss.reshape(())
+    return loss, value[1]
 
 
 def align_gradients(grads: Any, params: Any) -> Any:
