@@ -265,6 +265,15 @@ class CheckResult:
         -------
         str
             The JSON text.
+
+        Examples
+        --------
+        >>> import json, numpy as np, fastgc
+        >>> w = np.array([1.0, 2.0])
+        >>> result = fastgc.check(lambda p: float(np.sum(p["w"] ** 2)), {"w": w},
+        ...                       {"dw": np.array([2.0, np.nan])}, progress=False)
+        >>> json.loads(result.to_json())["parameters"][0]["adjusted_difference"]
+        'inf'
         """
         text = json.dumps(_strict(self.to_dict(n_worst)), indent=2, allow_nan=False)
         if path is not None:
@@ -292,6 +301,16 @@ class CheckResult:
         matplotlib.figure.Figure
             Made without pyplot, so it works with any backend (Agg included) and is not
             registered as an open pyplot figure.
+
+        Examples
+        --------
+        >>> import numpy as np, fastgc
+        >>> w = np.array([[1.0, 2.0], [3.0, 4.0]])
+        >>> result = fastgc.check(lambda p: float(np.sum(p["w"] ** 2)), {"w": w},
+        ...                       {"dw": 2 * w + np.eye(2)}, progress=False)
+        >>> figure = result.plot()           # result.plot("check.png") saves it too
+        >>> [ax.get_title().split(":")[0] for ax in figure.axes[1:2]]
+        ['w (2, 2)']
         """
         from ._plot import plot_result
 

@@ -159,3 +159,9 @@ def test_64_bit_mode_is_local_to_the_thread_that_evaluates():
         worker.start()
         worker.join()
     assert seen == [jnp.float32]
+
+
+def test_low_precision_leaves_are_checked_in_float64():
+    params = {"w": jnp.array([0.5, -0.25], dtype=jnp.bfloat16), "h": jnp.array([1.5], jnp.float16)}
+    result = check(lambda p: jnp.sum(p["w"] ** 2) * jnp.sum(p["h"]), params)
+    assert list(result.per_parameter) == ["h", "w"] and result.verdict == "correct"
