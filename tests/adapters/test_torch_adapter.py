@@ -275,3 +275,13 @@ def test_check_function_refuses_lower_precision_outputs():
     with pytest.raises(fastgc.CostTypeError, match=r"fn returned torch.float32 output\(s\) for "
                                                    r"float64 inputs"):
         fastgc.torch.check_function(lambda x: (x**2).float(), torch.randn(3), progress=False)
+
+
+def test_the_global_random_state_is_left_as_it_was():
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    module = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Dropout(0.3), torch.nn.Linear(6, 1))
+    torch.manual_seed(5)
+    check_module(module, lambda m: m(X).pow(2).mean(), seed=3)
+    assert torch.equal(torch.rand(3), expected)

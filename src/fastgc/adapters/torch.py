@@ -62,7 +62,7 @@ def check_module(
     seed : int, optional
         For a stochastic module (dropout in training mode): ``torch.manual_seed(seed)`` is
         called before every evaluation, so each draws the same masks. The evaluations then run
-        one at a time.
+        one at a time. torch's global random state is restored after the check, seed or not.
     **options
         Any further keyword argument of :func:`fastgc.check` (``eps``, ``thresholds``,
         ``engine``, ``progress``, ...).
@@ -89,8 +89,6 @@ def check_module(
     >>> result.verdict, list(result.per_parameter)[:2]
     (<Verdict.CORRECT: 'correct'>, ['0.weight', '0.bias'])
     """
-    import fastgc
-
     if not isinstance(module, torch.nn.Module):
         raise InvalidInputError(
             f"module must be a torch.nn.Module, got {type(module).__name__}"
@@ -100,6 +98,14 @@ def check_module(
             "closure must be callable, closure(module) -> scalar loss tensor; got "
             f"{type(closure).__name__}"
         )
+    with torch.random.fork_rng(devices=[]):  # torch's global generator left as it was
+        return _check_module(module, closure, n_threads, seed, options)
+
+
+def _check_module(
+    module: "torch.nn.Module", closure: Callable[..., Any], n_threads: int | None,
+    seed: int | None, options: dict[str, Any],
+) -> CheckResult:
     template = _float64_copy(module)
     named = [(name, p) for name, p in template.named_parameters() if p.requires_grad]
     if not named:
@@ -191,8 +197,6 @@ def check_function(
     >>> result.verdict, list(result.per_parameter)
     (<Verdict.CORRECT: 'correct'>, ['x'])
     """
-    import fastgc
-
     if not callable(fn):
         raise InvalidInputError(f"fn must be callable, got {type(fn).__name__}")
     floating = [k for k, x in enumerate(inputs) if _is_float_tensor(x)]
