@@ -11,6 +11,11 @@ Methods (all with eps = 1e-7, central differences, every index covered):
   cost twice, store (the lecture's loop);
 - scipy: ``scipy.optimize._numdiff.approx_derivative(method="3-point")`` on the NumPy cost;
 - torch: ``torch.autograd.gradcheck(fast_mode=False)`` on a float64 torch version (if installed);
+- torch module: the same network as an ``nn.Module`` (Linear and ReLU layers), checked by
+  ``fastgc.torch.check_module`` (one evaluation at a time, torch's intra-op threads at p; and,
+  for p > 1, ``n_threads=p`` evaluations side by side with torch on one thread each) and by
+  ``torch.autograd.gradcheck(fast_mode=False)`` over the module's parameters through
+  ``torch.func.functional_call``; the "x torch gradcheck (module)" note gives the ratio;
 - numdifftools: ``numdifftools.Gradient(method="central")`` (if installed; small sizes only);
 - T_lim: the physical limit 2 n t_J / p, with t_J one evaluation of the njit cost on one core,
   timed from a compiled loop as fastgc's kernel calls it.
@@ -50,6 +55,8 @@ import fastgc  # noqa: E402
 EPS = _models.EPS
 FASTGC = "fastgc (numba)"
 LIMIT = "T_lim = 2 n t_J / p"
+TORCH_MODULE_FASTGC = "fastgc.torch check_module"
+TORCH_MODULE_GRADCHECK = "torch gradcheck on the nn.Module (fast_mode=False)"
 
 
 @dataclass
@@ -206,6 +213,85 @@ def torch_gradcheck(mlp):
     return stoppable(method, cost)
 
 
+def torch_module(mlp):
+    """The MLP as a float64 ``nn.Module`` taking examples in rows, and its data."""
+    import torch
+
+    layers, offset = [], 0
+    widths = [int(w) for w in mlp.widths]
+    for layer, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+        linear = torch.nn.Linear(n_in, n_out, dtype=torch.float64)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(
+                mlp.theta[offset : offset + n_out * n_in].reshape(n_out, n_in)))
+            offset += n_out * n_in
+            linear.bias.copy_(torch.from_numpy(mlp.theta[offset : offset + n_out]))
+            offset += n_out
+        layers.append(linear)
+        if layer < len(widths) - 2:
+            layers.append(torch.nn.ReLU())
+    return (torch.nn.Sequential(*layers), torch.from_numpy(mlp.X.T.copy()),
+            torch.from_numpy(mlp.labels))
+
+
+def _stopped_by_count(error):
+    """Whether ``error`` (a fastgc error from a stopped cost) was caused by :class:`_Enough`."""
+    while error is not None:
+        if isinstance(error, _Enough):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def fastgc_torch_module(mlp, n_threads=None):
+    """run(count) of ``fastgc.torch.check_module`` on the module (stopped after ``count``
+    indices: the closure is called once for the gradients, twice for the baseline, then
+    twice per index)."""
+    import torch
+
+    import fastgc.torch
+
+    module, X, labels = torch_module(mlp)
+    closure = Counted(lambda m: torch.nn.functional.cross_entropy(m(X), labels))
+
+    def run(count):
+        closure.start(None if count is None else 3 + 2 * count)
+        try:
+            result = fastgc.torch.check_module(module, closure, eps=EPS, n_threads=n_threads,
+                                               progress=False)
+        except fastgc.FastGCError as error:
+            if _stopped_by_count(error):
+                return None
+            raise
+        assert result.verdict == "correct", str(result)
+        return result
+
+    return run
+
+
+def torch_gradcheck_module(mlp):
+    """run(count) of ``torch.autograd.gradcheck(fast_mode=False)`` on the module's parameters."""
+    import torch
+
+    module, X, labels = torch_module(mlp)
+    names = [name for name, _ in module.named_parameters()]
+    parameters = tuple(p.detach().clone() for p in module.parameters())
+
+    def loss(*values):
+        out = torch.func.functional_call(module, dict(zip(names, values)), (X,))
+        return torch.nn.functional.cross_entropy(out, labels)
+
+    cost = Counted(loss)
+
+    def method():
+        inputs = tuple(p.clone().requires_grad_(True) for p in parameters)
+        passed = torch.autograd.gradcheck(cost, inputs, eps=EPS, atol=1e-5, rtol=1e-3,
+                                          raise_exception=False, fast_mode=False)
+        assert passed, "torch gradcheck rejected the correct gradient"
+
+    return stoppable(method, cost)
+
+
 def numdifftools_gradient(mlp):
     import numdifftools
 
@@ -327,6 +413,11 @@ def measure(sizes, threads, budget, fastgc_budget, sample_seconds, started_all):
                        ("scipy approx_derivative 3-point", scipy_3_point(mlp))]
             if torch is not None:
                 methods.append(("torch gradcheck (fast_mode=False)", torch_gradcheck(mlp)))
+                methods.append((TORCH_MODULE_GRADCHECK, torch_gradcheck_module(mlp)))
+                methods.append((TORCH_MODULE_FASTGC, fastgc_torch_module(mlp)))
+                if p > 1:
+                    methods.append((f"{TORCH_MODULE_FASTGC} n_threads={p}",
+                                    fastgc_torch_module(mlp, n_threads=p)))
             if have_numdifftools and n <= 2_500:
                 methods.append(("numdifftools Gradient central", numdifftools_gradient(mlp)))
             with threadpool_limits(limits=p):
@@ -383,9 +474,14 @@ def extras(threads):
 
 
 def summary(rows, cost_times, threads):
-    """Lines on the cost times and fastgc's thread scaling."""
+    """Lines on the cost times, fastgc's thread scaling and the torch module ratio."""
     fastgc_seconds = {(r.n, r.threads): r.seconds for r in rows if r.method == FASTGC}
     lines = []
+    gradcheck = {(r.n, r.threads): r.seconds for r in rows if r.method == TORCH_MODULE_GRADCHECK}
+    for r in rows:
+        if r.method.startswith(TORCH_MODULE_FASTGC) and (r.n, r.threads) in gradcheck:
+            lines.append(f"torch gradcheck (module) / {r.method} at n={r.n:,}, {r.threads} "
+                         f"thread(s): {gradcheck[r.n, r.threads] / r.seconds:.2f}x")
     for n, t_J, t_numpy in cost_times:
         lines.append(f"one cost evaluation on one core at n={n:,}: njit {t_J * 1e6:.1f} us "
                      f"(t_J, compiled loop), NumPy {t_numpy * 1e6:.1f} us (from Python); "

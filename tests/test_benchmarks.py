@@ -175,3 +175,29 @@ def test_compare_measures_and_prints_markdown(compare, capsys):
     assert all(line.count("|") == 7 for line in lines)
     assert any(line.startswith("| fastgc (numba) | 99 | 1 |") and "| 1.00 |" in line
                for line in lines)
+
+
+# ---------------------------------------------------------------- the torch module rows
+
+def test_torch_module_rows_check_the_same_network_and_stop_when_told(compare, models):
+    torch = pytest.importorskip("torch")
+    mlp = models.make_mlp(100)
+    module, X, labels = compare.torch_module(mlp)
+    with torch.no_grad():
+        value = torch.nn.functional.cross_entropy(module(X), labels).item()
+    assert value == pytest.approx(models.numpy_cost(mlp.theta, *mlp.args), rel=1e-12)
+    for run in (compare.fastgc_torch_module(mlp), compare.fastgc_torch_module(mlp, 2),
+                compare.torch_gradcheck_module(mlp)):
+        assert run(3) is None  # stopped after three indices
+    result = compare.fastgc_torch_module(mlp)(None)
+    assert result.verdict == "correct" and result.layout.size == mlp.n
+    compare.torch_gradcheck_module(mlp)(None)  # asserts that gradcheck passes
+
+
+def test_the_torch_benchmarks_run(suite):
+    pytest.importorskip("torch")
+    bench = suite["bench_torch"].TimeTorchCheckModule()
+    bench.setup(100, 2, "side by side")
+    bench.time_check_module(100, 2, "side by side")
+    with pytest.raises(NotImplementedError):
+        bench.setup(100, 1, "side by side")

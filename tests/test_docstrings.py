@@ -13,6 +13,14 @@ MODULES = [
     "fastgc._threads",
     "fastgc._config",
     "fastgc._tune",
+    "fastgc._optional",
+    "fastgc._result",
+    "fastgc.testing",
+    "fastgc.adapters.functions",
+    "fastgc.adapters.layers",
+    "fastgc.adapters.models",
+    "fastgc.adapters.torch",
+    "fastgc.adapters.jax",
 ]
 
 

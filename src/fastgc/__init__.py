@@ -4,11 +4,13 @@
 >>> result = fastgc.check(cost, params, grads)   # doctest: +SKIP
 >>> print(result)                                # doctest: +SKIP
 
-Importing fastgc is cheap: Numba and the compiled extension are loaded on first use.
+Importing fastgc is cheap: Numba and the compiled extension are loaded on first use, and the
+optional submodules ``fastgc.torch``, ``fastgc.jax`` and ``fastgc.testing`` only when imported.
 """
 
 from ._check import check
 from ._config import show_config
+from .adapters import check_fn, check_layer, check_model
 from ._errors import (
     CostError,
     CostTypeError,
@@ -18,6 +20,7 @@ from ._errors import (
     GradientCheckError,
     InvalidDtypeError,
     InvalidInputError,
+    MissingDependencyError,
 )
 from ._layout import Layout, flatten
 from ._result import CheckResult, Component, Label, ParameterReport, Verdict
@@ -38,9 +41,13 @@ __all__ = [
     "InvalidInputError",
     "Label",
     "Layout",
+    "MissingDependencyError",
     "ParameterReport",
     "Verdict",
     "check",
+    "check_fn",
+    "check_layer",
+    "check_model",
     "flatten",
     "get_num_threads",
     "set_num_threads",

@@ -1,4 +1,4 @@
-"""Command line: ``python -m fastgc`` with ``demo``, ``config`` or ``tune``."""
+"""Command line: ``python -m fastgc`` with ``demo``, ``config``, ``tune`` or ``check``."""
 
 from __future__ import annotations
 
@@ -23,7 +23,14 @@ def main(argv: list[str] | None = None) -> int:
                       help="parameter count of the MLP (default: 20000)")
     tune.add_argument("--seconds", type=float, default=2.0,
                       help="rough budget of the timed runs (default: 2)")
+    from ._cli import add_parser as add_check_parser
+
+    add_check_parser(commands)
     options = parser.parse_args(argv)
+    if options.command == "check":
+        from ._cli import run as run_check
+
+        return run_check(options)
     if options.command == "demo":
         from ._demo import run
 

@@ -64,7 +64,9 @@ def check(
         flattening order, W1, b1, ..., WL, bL), or a single array theta. Never modified.
     grads : same structure as params, flat ndarray, or callable
         The analytic gradients. Dict keys equal the parameter names or carry the "d" prefix
-        ("dW1"). A callable is called once as ``grads(params, *args)``.
+        ("dW1"). A callable is called once as ``grads(params, *args)``. Entries that match no
+        parameter (intermediates such as "dZ2") are ignored and listed in the report, as long
+        as every parameter has its gradient.
     args : tuple, optional
         Extra arguments passed to ``cost`` (and to ``grads`` when it is callable).
     eps : float, optional
@@ -133,7 +135,7 @@ def check(
     validate_hooks(signature=signature, reseed=reseed)
 
     cost_ = Cost.classify(cost, args, layout, reseed)
-    dtheta = analytic_gradients(grads, theta, layout, args)
+    dtheta, ignored_gradients = analytic_gradients(grads, theta, layout, args)
     # A Python cost may keep state between calls (a layer caching its activations), so it
     # runs on several threads only when a count was asked for.
     n_threads = resolve_n_threads(n_threads, unset=1 if cost_.may_keep_state else None)
@@ -173,4 +175,5 @@ def check(
         labels=diagnosis.labels,
         corrected=diagnosis.corrected,
         scores=diagnosis.scores,
+        ignored_gradients=ignored_gradients,
     )

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ._errors import CostError, CostTypeError, InvalidInputError
-from ._layout import Layout, flatten_like
+from ._layout import Layout, flatten_gradients
 from ._validation import where_in_params
 
 
@@ -220,9 +220,13 @@ def cost_value(value: Any, layout: Layout, i: int | None) -> float:
     )
 
 
-def analytic_gradients(grads: Any, theta: np.ndarray, layout: Layout, args: tuple) -> np.ndarray:
-    """dtheta, flat float64: ``grads`` as given, or called once like a cost, on a copy of theta
-    (the flat theta for an njit function, else the user's structure)."""
+def analytic_gradients(
+    grads: Any, theta: np.ndarray, layout: Layout, args: tuple
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """dtheta (flat float64) and the names of gradient entries that match no parameter.
+
+    ``grads`` is taken as given, or called once like a cost, on a copy of theta (the flat
+    theta for an njit function, else the user's structure)."""
     if callable(grads) and not isinstance(grads, np.ndarray):
         snapshot = theta.copy()
         target = snapshot if is_numba_dispatcher(grads) else layout.unflatten(snapshot)
@@ -232,7 +236,7 @@ def analytic_gradients(grads: Any, theta: np.ndarray, layout: Layout, args: tupl
             raise InvalidInputError(
                 f"grads(params) raised {type(error).__name__}: {error}"
             ) from error
-    return flatten_like(grads, layout)
+    return flatten_gradients(grads, layout)
 
 
 @dataclass(frozen=True)

@@ -45,5 +45,12 @@ class EngineError(FastGCError, RuntimeError):
     """The requested engine is not installed or cannot run the given cost."""
 
 
+class MissingDependencyError(FastGCError, ImportError):
+    """An optional dependency (torch, jax, matplotlib, ...) is needed and not installed.
+
+    The message names the ``pip install "fastgc[extra]"`` command that installs it.
+    """
+
+
 class FastGCWarning(UserWarning):
     """A request fastgc had to adjust (for example a thread count above what is usable)."""

@@ -207,7 +207,22 @@ def flatten_like(grads: Any, layout: Layout, what: str = "grads") -> np.ndarray:
 
     ``grads`` is either a flat array of length ``layout.size`` or the same structure as the
     parameters, dict keys equal to the parameter names or carrying the "d" prefix ("dW1").
-    NaN and Inf are kept: they are a finding about the gradients, not an input error.
+    Entries that match no parameter are ignored (see :func:`flatten_gradients`, which also
+    returns their names). NaN and Inf are kept: they are a finding about the gradients, not an
+    input error.
+    """
+    return flatten_gradients(grads, layout, what)[0]
+
+
+def flatten_gradients(
+    grads: Any, layout: Layout, what: str = "grads"
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """:func:`flatten_like`, and the names of the dict entries that match no parameter.
+
+    A backward pass often returns intermediates (``dZ3``, ``dA2``) next to ``dW1``, ``db1``:
+    when every parameter has its gradient, such extra entries are ignored and named in the
+    second return value (nested keys joined with "."). When a parameter has no gradient, the
+    error names the missing parameters and the entries that matched none.
     """
     if isinstance(grads, np.ndarray) and (layout.is_flat or grads.ndim == 1):
         array = _as_float_array(grads, what)
@@ -216,13 +231,14 @@ def flatten_like(grads: Any, layout: Layout, what: str = "grads") -> np.ndarray:
             raise InvalidInputError(
                 f"{what} has shape {array.shape} but the parameters need {expected}"
             )
-        return np.array(array.reshape(-1), dtype=np.float64)
+        return np.array(array.reshape(-1), dtype=np.float64), ()
     if layout.is_flat:
         raise InvalidInputError(
             f"params is one array, so {what} must be one array of shape {layout.shapes[0]}, "
             f"got {type(grads).__name__}"
         )
-    leaves = dict(_match(layout._tree, grads, what, ""))
+    ignored: list[str] = []
+    leaves = dict(_match(layout._tree, grads, what, "", ignored))
     dtheta = np.empty(layout.size, dtype=np.float64)
     for k, (name, shape) in enumerate(zip(layout.names, layout.shapes)):
         label, leaf = leaves[name]
@@ -232,7 +248,7 @@ def flatten_like(grads: Any, layout: Layout, what: str = "grads") -> np.ndarray:
                 f"{label} has shape {array.shape} but params[{name!r}] has shape {shape}"
             )
         dtheta[layout.offsets[k] : layout.offsets[k + 1]] = array.reshape(-1)
-    return dtheta
+    return dtheta, tuple(ignored)
 
 
 def _as_float_array(leaf: Any, label: str) -> np.ndarray:
@@ -307,9 +323,12 @@ def _rebuild(node: _Node, views: Iterator[np.ndarray]) -> Any:
 
 
 def _match(
-    node: _Node, grads: Any, label: str, prefix: str
+    node: _Node, grads: Any, label: str, prefix: str, ignored: list[str]
 ) -> Iterator[tuple[str, tuple[str, Any]]]:
-    """Yield (parameter name, (label, gradient leaf)) pairs, checking names and structure."""
+    """Yield (parameter name, (label, gradient leaf)) pairs, checking names and structure.
+
+    Names of dict entries that match no parameter are appended to ``ignored``.
+    """
     kind, children = node
     if kind == "leaf":
         yield prefix[:-1], (label, grads)
@@ -319,28 +338,13 @@ def _match(
             raise InvalidInputError(
                 f"{label} must be a dict like the parameters, got {type(grads).__name__}"
             )
-        remaining = dict(grads)
+        keys = [key for key, _ in children]
+        chosen = _gradient_keys(keys, grads, label, prefix)
         for key, child in children:
-            d_key = f"d{key}" if isinstance(key, str) else None
-            has_plain, has_d = key in remaining, d_key is not None and d_key in remaining
-            if has_plain and has_d:
-                raise InvalidInputError(
-                    f"{label} has both {key!r} and {d_key!r}; keep one gradient per parameter"
-                )
-            if not (has_plain or has_d):
-                raise InvalidInputError(
-                    f"{label} has no gradient for parameter {prefix + str(key)!r} "
-                    f"(expected key {key!r} or {d_key!r}; it has {list(grads)})"
-                )
-            used = key if has_plain else d_key
-            value = remaining.pop(used)
-            yield from _match(child, value, f"{label}[{used!r}]", f"{prefix}{key}.")
-        if remaining:
-            extra = ", ".join(repr(k) for k in remaining)
-            raise InvalidInputError(
-                f"{label} has gradient(s) {extra} that match no parameter "
-                f"(parameters here: {[key for key, _ in children]})"
-            )
+            used = chosen[key]
+            yield from _match(child, grads[used], f"{label}[{used!r}]", f"{prefix}{key}.", ignored)
+        used_keys = set(chosen.values())
+        ignored.extend(f"{prefix}{key}" for key in grads if key not in used_keys)
         return
     if not isinstance(grads, (list, tuple)) or len(grads) != len(children):
         length = len(grads) if isinstance(grads, (list, tuple)) else type(grads).__name__
@@ -349,4 +353,54 @@ def _match(
             f"got {length}"
         )
     for position, (child, value) in enumerate(zip(children, grads)):
-        yield from _match(child, value, f"{label}[{position}]", f"{prefix}{position}.")
+        yield from _match(child, value, f"{label}[{position}]", f"{prefix}{position}.", ignored)
+
+
+def _gradient_keys(keys: list, grads: Mapping, label: str, prefix: str) -> dict:
+    """Which entry of ``grads`` holds the gradient of each parameter key of one dict level.
+
+    Each parameter ``k`` takes ``grads[k]`` or ``grads["d" + k]``. An entry can serve one
+    parameter only, so parameters legitimately named ``t`` and ``dt`` work both with the keys
+    ``t``, ``dt`` and with ``dt``, ``ddt``: keys with a single possible entry are settled
+    first, and each settled entry is withdrawn from the others. A key left with two entries
+    is ambiguous; one left with none is missing.
+    """
+    options: dict = {}
+    for key in keys:
+        candidates = [key] if key in grads else []
+        if isinstance(key, str) and f"d{key}" in grads:
+            candidates.append(f"d{key}")
+        options[key] = candidates
+    chosen: dict = {}
+    settled = True
+    while settled:
+        settled = False
+        for key in keys:
+            if key not in chosen and len(options[key]) == 1:
+                entry = chosen[key] = options[key][0]
+                settled = True
+                for other in keys:
+                    if other not in chosen and entry in options[other]:
+                        options[other].remove(entry)
+    for key in keys:
+        if key not in chosen and len(options[key]) > 1:
+            plain, d_key = options[key]
+            raise InvalidInputError(
+                f"{label} has both {plain!r} and {d_key!r}; keep one gradient per parameter"
+            )
+    missing = [key for key in keys if key not in chosen]
+    if missing:
+        used = set(chosen.values())
+        unmatched = [key for key in grads if key not in used]
+
+        def expected(key: Any) -> str:
+            return f"{key!r} or {'d' + key!r}" if isinstance(key, str) else repr(key)
+
+        first, rest = missing[0], missing[1:]
+        also = "".join(f"; nor for {prefix + str(k)!r} ({expected(k)})" for k in rest)
+        raise InvalidInputError(
+            f"{label} has no gradient for parameter {prefix + str(first)!r} "
+            f"(expected key {expected(first)}){also}; entries that match no parameter: "
+            f"{unmatched}; it has {list(grads)}"
+        )
+    return chosen

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ._result import Verdict
 
 if TYPE_CHECKING:
-    from ._result import CheckResult
+    from ._result import CheckResult, Component
 
-_MEANING = {
+MEANING = {
     Verdict.CORRECT: "backprop agrees with finite differences",
     Verdict.SUSPICIOUS: "look carefully: the disagreement is above what round-off explains",
     Verdict.BUG: "backprop is almost surely wrong",
@@ -23,7 +25,7 @@ def _index(index: tuple[int, ...]) -> str:
 
 def format_report(result: "CheckResult", n_worst: int = 10) -> str:
     lines = [
-        f"fastgc gradient check: {result.verdict.value.upper()} ({_MEANING[result.verdict]})"
+        f"fastgc gradient check: {result.verdict.value.upper()} ({MEANING[result.verdict]})"
     ]
     worst_parameter = result.worst_parameter()
     top = result.worst(1, parameter=worst_parameter.name)
@@ -34,6 +36,8 @@ def format_report(result: "CheckResult", n_worst: int = 10) -> str:
             f"{worst_parameter.adjusted_difference:.3e}; worst component {c.name}{_index(c.index)}"
             f" numeric {c.numeric:+.6e} vs analytic {c.analytic:+.6e}"
         )
+    for note in zero_numeric_notes(result):
+        lines.append(f"  note: {note}")
     correct, bug = result.thresholds
     lines.append(
         f"  difference ||approx - dtheta|| / (||approx|| + ||dtheta||) = {result.difference:.3e}"
@@ -60,14 +64,18 @@ def format_report(result: "CheckResult", n_worst: int = 10) -> str:
             f"{report.adjusted_difference:>10.2e}  {report.verdict.value:<10} "
             f"{report.max_abs_error:>11.2e}  {_index(report.worst_index)}{note}"
         )
+    if result.ignored_gradients:
+        lines.append(
+            f"  ignored gradient entries (they match no parameter): "
+            f"{', '.join(result.ignored_gradients)}"
+        )
     if result.labels:
         counts = Counter(result.labels.values())
         lines.append("")
         lines.append(f"  re-examined or flagged components: {len(result.labels)}")
         for label, count in counts.most_common():
             lines.append(f"    {count:>5}  {label}")
-    # Only components that disagree beyond the noise floor, or that were re-examined.
-    worst = [c for c in result.worst(n_worst) if result.scores[c.flat_index] > 0 or c.label]
+    worst = reported_components(result, n_worst)
     if worst and result.verdict is not Verdict.CORRECT:
         lines.append("")
         lines.append(f"  worst components (of {result.layout.size}):")
@@ -81,3 +89,70 @@ def format_report(result: "CheckResult", n_worst: int = 10) -> str:
                 f"{c.abs_error:>10.2e} {c.rel_error:>10.2e}  {c.label or ''}"
             )
     return "\n".join(lines)
+
+
+def reported_components(result: "CheckResult", n_worst: int = 10) -> list["Component"]:
+    """The worst components worth showing: those that disagree beyond the noise floor, or that
+    were re-examined."""
+    return [c for c in result.worst(n_worst) if result.scores[c.flat_index] > 0 or c.label]
+
+
+# A numeric gradient that is exactly zero on at least this share of the components where
+# backprop's is not means the cost's changes were rounded away.
+MOSTLY_ZERO = 0.9
+
+
+def zero_numeric_notes(result: "CheckResult") -> list[str]:
+    """Sentences for a numeric gradient that is exactly zero where backprop's is not.
+
+    "bug, numeric 0" alone does not say why: the cost ignored the parameters it was given (it
+    reads a copy made before the check), or it computes in a precision that rounds every
+    change of the step's size away. Only parameters whose verdict is not correct are looked at.
+    """
+    layout = result.layout
+    zero_blocks, examined = [], 0
+    exact_zero = nonzero_analytic = 0
+    for k, name in enumerate(layout.names):
+        block = slice(int(layout.offsets[k]), int(layout.offsets[k + 1]))
+        if result.per_parameter[name].verdict is Verdict.CORRECT:
+            continue
+        approx, dtheta = result.approx[block], result.dtheta[block]
+        analytic = np.isfinite(dtheta) & (dtheta != 0)
+        if not analytic.any():
+            continue
+        examined += 1
+        zeros = int(np.count_nonzero(approx[analytic] == 0))
+        exact_zero += zeros
+        nonzero_analytic += int(np.count_nonzero(analytic))
+        if not np.any(approx):
+            zero_blocks.append(name)
+    if not examined:
+        return []
+    if not np.any(result.approx):
+        return [
+            "the numeric gradient is zero everywhere: moving any parameter by the step did not "
+            "change the cost at all, while backprop's gradient is not zero. The cost ignores "
+            "the parameters it is given: it probably reads a copy made before the check "
+            "(arrays captured in a closure, a model's attributes, globals) instead of its "
+            "params argument; for a model object that reads its own params dict, "
+            "fastgc.check_model puts the values there for you. Or it computes in float32 or lower precision, which rounds every "
+            "change of this size away: give float32 parameters (fastgc then takes steps "
+            "float32 can resolve) or compute in float64"
+        ]
+    notes = []
+    if zero_blocks:
+        names = ", ".join(zero_blocks)
+        notes.append(
+            f"the numeric gradient of {names} is zero everywhere, while backprop's is not: "
+            f"moving {'it' if len(zero_blocks) == 1 else 'them'} did not change the cost. "
+            "Does the cost read these parameters from its params argument, or a copy made "
+            "before the check?"
+        )
+    elif exact_zero >= MOSTLY_ZERO * nonzero_analytic:
+        notes.append(
+            f"the numeric gradient is exactly zero on {exact_zero} of the {nonzero_analytic} "
+            "components where backprop's is not: the cost's changes at this step are rounded "
+            "away. Does it compute in float32 (or lower) precision? Give float32 parameters "
+            "(fastgc then takes steps float32 can resolve) or compute in float64"
+        )
+    return notes

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import enum
+import json
+import math
+import os
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from ._errors import GradientCheckError
 from ._layout import Layout
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 class Verdict(str, enum.Enum):
@@ -102,6 +109,9 @@ class CheckResult:
         Per component, the relative disagreement left after re-examination and with the noise
         floor subtracted (inf where the analytic gradient is NaN or Inf); what :meth:`worst`
         ranks by.
+    ignored_gradients : tuple of str
+        Entries of the gradient dict that match no parameter (intermediates such as "dZ2"),
+        ignored by the check.
     """
 
     verdict: Verdict
@@ -120,6 +130,7 @@ class CheckResult:
     n_evaluations: int
     labels: dict[int, str] = field(default_factory=dict)
     corrected: dict[int, float] = field(default_factory=dict)
+    ignored_gradients: tuple[str, ...] = ()
     scores: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
 
     @property
@@ -172,6 +183,146 @@ class CheckResult:
             raise GradientCheckError(self)
         return self
 
+    def to_dict(self, n_worst: int = 10) -> dict[str, Any]:
+        """Everything the report shows, as plain Python values (str, float, int, list, dict).
+
+        Parameters
+        ----------
+        n_worst : int, default 10
+            How many of the worst components to include (those that disagree beyond the noise
+            floor or were re-examined, as in the report).
+
+        Returns
+        -------
+        dict
+            Keys ``verdict``, ``meaning``, ``look_first``, ``difference``, ``thresholds``,
+            ``step``, ``noise_floor``, ``n_parameters``, ``dtype``, ``engine``, ``n_threads``,
+            ``n_evaluations``, ``seconds``, ``compile_seconds``, ``parameters`` (one dict per
+            parameter, in order), ``reexamined`` (label to count), ``worst_components``,
+            ``ignored_gradients`` and ``notes``. Floats may be inf or NaN (a NaN gradient).
+
+        Examples
+        --------
+        >>> import numpy as np, fastgc
+        >>> params = {"w": np.array([1.0, 2.0])}
+        >>> result = fastgc.check(lambda p: float(np.sum(p["w"] ** 2)), params,
+        ...                       {"dw": 2 * params["w"], "dz": np.ones(3)}, progress=False)
+        >>> summary = result.to_dict()
+        >>> summary["verdict"], summary["parameters"][0]["name"], summary["ignored_gradients"]
+        ('correct', 'w', ['dz'])
+        """
+        from ._report import MEANING, reported_components, zero_numeric_notes
+
+        worst_parameter = self.worst_parameter()
+        top = self.worst(1, parameter=worst_parameter.name)
+        look_first = None
+        if self.verdict is not Verdict.CORRECT and top:
+            look_first = {
+                "parameter": worst_parameter.name,
+                "adjusted_difference": worst_parameter.adjusted_difference,
+                "component": _component_dict(top[0]),
+            }
+        return {
+            "verdict": self.verdict.value,
+            "meaning": MEANING[self.verdict],
+            "look_first": look_first,
+            "difference": float(self.difference),
+            "thresholds": {"correct": self.thresholds[0], "bug": self.thresholds[1]},
+            "step": self.step_description,
+            "noise_floor": float(self.noise_floor),
+            "n_parameters": self.layout.size,
+            "dtype": str(self.layout.dtype),
+            "engine": self.engine,
+            "n_threads": self.n_threads,
+            "n_evaluations": self.n_evaluations,
+            "seconds": self.seconds,
+            "compile_seconds": self.compile_seconds,
+            "parameters": [
+                {
+                    "name": report.name,
+                    "shape": list(report.shape),
+                    "difference": float(report.difference),
+                    "adjusted_difference": float(report.adjusted_difference),
+                    "verdict": report.verdict.value,
+                    "max_abs_error": float(report.max_abs_error),
+                    "worst_index": list(report.worst_index),
+                    "n_disagreeing": report.n_disagreeing,
+                    "n_non_finite": report.n_non_finite,
+                }
+                for report in self.per_parameter.values()
+            ],
+            "reexamined": dict(Counter(self.labels.values()).most_common()),
+            "worst_components": [
+                _component_dict(c) for c in reported_components(self, n_worst)
+            ],
+            "ignored_gradients": list(self.ignored_gradients),
+            "notes": zero_numeric_notes(self),
+        }
+
+    def to_json(self, path: str | os.PathLike | None = None, n_worst: int = 10) -> str:
+        """:meth:`to_dict` as strict JSON, written to ``path`` when one is given.
+
+        Non-finite numbers, which strict JSON lacks, are written as the strings "inf", "-inf"
+        and "nan".
+
+        Returns
+        -------
+        str
+            The JSON text.
+
+        Examples
+        --------
+        >>> import json, numpy as np, fastgc
+        >>> w = np.array([1.0, 2.0])
+        >>> result = fastgc.check(lambda p: float(np.sum(p["w"] ** 2)), {"w": w},
+        ...                       {"dw": np.array([2.0, np.nan])}, progress=False)
+        >>> json.loads(result.to_json())["parameters"][0]["adjusted_difference"]
+        'inf'
+        """
+        text = json.dumps(_strict(self.to_dict(n_worst)), indent=2, allow_nan=False)
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as file:
+                file.write(text + "\n")
+        return text
+
+    def plot(
+        self, path: str | os.PathLike | None = None, *, max_heatmaps: int = 4
+    ) -> "Figure":
+        """Per-parameter differences on a log axis with the verdict bands, and a heat map of
+        the disagreement of each flagged parameter (needs ``pip install "fastgc[plot]"``).
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Save the figure there (the format from the suffix: .png, .pdf, .svg).
+        max_heatmaps : int, default 4
+            At most this many flagged parameters (not correct; the worst first) get a heat map
+            of the relative disagreement of their components: 2-D parameters as they are, 1-D
+            ones as a row, higher-dimensional ones as (first axis, the rest).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            Made without pyplot, so it works with any backend (Agg included) and is not
+            registered as an open pyplot figure.
+
+        Examples
+        --------
+        >>> import numpy as np, fastgc
+        >>> w = np.array([[1.0, 2.0], [3.0, 4.0]])
+        >>> result = fastgc.check(lambda p: float(np.sum(p["w"] ** 2)), {"w": w},
+        ...                       {"dw": 2 * w + np.eye(2)}, progress=False)
+        >>> figure = result.plot()           # result.plot("check.png") saves it too
+        >>> [ax.get_title().split(":")[0] for ax in figure.axes[1:2]]
+        ['w (2, 2)']
+        """
+        from ._plot import plot_result
+
+        figure = plot_result(self, max_heatmaps=max_heatmaps)
+        if path is not None:
+            figure.savefig(path, dpi=100)
+        return figure
+
     def __str__(self) -> str:
         from ._report import format_report
 
@@ -182,3 +333,27 @@ class CheckResult:
             f"CheckResult(verdict={self.verdict.value!r}, difference={self.difference:.3e}, "
             f"n={self.layout.size}, engine={self.engine!r}, n_threads={self.n_threads})"
         )
+
+
+def _component_dict(c: Component) -> dict[str, Any]:
+    return {
+        "name": c.name,
+        "index": list(c.index),
+        "flat_index": c.flat_index,
+        "numeric": c.numeric,
+        "analytic": c.analytic,
+        "abs_error": c.abs_error,
+        "rel_error": c.rel_error,
+        "label": c.label,
+    }
+
+
+def _strict(value: Any) -> Any:
+    """``value`` with non-finite floats replaced by "inf", "-inf" or "nan"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(item) for item in value]
+    return value

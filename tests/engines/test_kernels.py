@@ -62,7 +62,7 @@ class Problem:
         return work, approx, failed
 
     def reference(self, cost_of_row):
-        """``fastgc._reference.central_differences`` with ``evaluate`` = cost of the row."""
+        """``fastgc.engines._reference.central_differences`` with ``evaluate`` = cost of the row."""
         work, approx, failed = self.buffers()
 
         def evaluate(chunk, i):
