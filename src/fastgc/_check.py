@@ -176,4 +176,5 @@ def check(
         corrected=diagnosis.corrected,
         scores=diagnosis.scores,
         ignored_gradients=ignored_gradients,
+        explained=diagnosis.explained,
     )

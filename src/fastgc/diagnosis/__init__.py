@@ -23,13 +23,21 @@ from typing import Callable
 
 import numpy as np
 
-from .._result import ParameterReport, Verdict
+from .._result import Label, ParameterReport, Verdict
 from .evidence import Evidence
 from .kinks import signature_crossing
 from .noise import Noise, effective_thresholds, measure_roundoff, roundoff_sample
 from .probe import Prober
 from .reexamine import Examination, reexamine, reexamine_flagged
-from .scoring import flag, lecture_difference, overall_verdict, parameter_reports, score
+from .scoring import (
+    count_beyond,
+    flag,
+    lecture_difference,
+    overall_verdict,
+    parameter_reports,
+    resolution,
+    score,
+)
 
 __all__ = [
     "Diagnosis",
@@ -66,6 +74,10 @@ class Diagnosis:
         The noise floor at the median step.
     thresholds : (float, float)
         The (correct, bug) thresholds used, raised to what the dtype attains.
+    explained : dict of str to int
+        Components beyond the relative tolerance at the check's step that count as agreeing,
+        by reason: "within the noise floor", "kinks", "agree at another step" (only the
+        reasons that occur).
     """
 
     verdict: Verdict
@@ -75,6 +87,7 @@ class Diagnosis:
     scores: np.ndarray
     noise_floor: float
     thresholds: tuple[float, float]
+    explained: dict[str, int]
 
 
 def diagnose(
@@ -106,14 +119,18 @@ def diagnose(
     Diagnosis
     """
     correct, bug = effective_thresholds(thresholds, evidence.layout.dtype)
-    noise, flagged, ratio = _noise_and_flagged(evidence, correct, prober)
+    noise, flagged, ratio = _noise_and_flagged(evidence, (correct, bug), prober)
     examination = None  # without a prober nothing can be evaluated again
     if prober is not None:
-        examination = Examination(prober.probe, evidence.cost_at_theta, noise, correct, crossed)
+        examination = Examination(
+            prober.probe, evidence.cost_at_theta, noise, correct, crossed, prober.theta,
+            resolution(evidence, bug),
+        )
     findings = reexamine_flagged(flagged, ratio, evidence, examination)
     scores, totals = score(evidence, noise.bound, findings.corrected, findings.unjudged)
     per_parameter = parameter_reports(
-        evidence, totals, scores, flagged, findings.likely_bug, (correct, bug)
+        evidence, totals, scores, flagged, findings.likely_bug, (correct, bug),
+        findings.unresolved,
     )
     return Diagnosis(
         verdict=overall_verdict(totals, per_parameter, (correct, bug)),
@@ -125,21 +142,38 @@ def diagnose(
         scores=scores,
         noise_floor=noise.bound / evidence.steps.typical,  # the floor of component i is bound / h_i
         thresholds=(correct, bug),
+        explained=_explained(evidence, correct, flagged, findings.labels),
     )
 
 
+def _explained(
+    evidence: Evidence, correct: float, flagged: np.ndarray, labels: dict[int, str]
+) -> dict[str, int]:
+    """Why components beyond the relative tolerance still count as agreeing, with counts."""
+    with np.errstate(invalid="ignore"):
+        flagged_finite = int(np.count_nonzero(np.isfinite(evidence.approx[flagged] - evidence.dtheta[flagged])))
+    agreeing = {Label.AGREES_LARGER_STEP.value, Label.AGREES_SMALLER_STEP.value}
+    counts = {
+        "within the noise floor": count_beyond(evidence, correct) - flagged_finite,
+        "kinks": sum(label == Label.KINK.value for label in labels.values()),
+        "agree at another step": sum(label in agreeing for label in labels.values()),
+    }
+    return {reason: count for reason, count in counts.items() if count > 0}
+
+
 def _noise_and_flagged(
-    evidence: Evidence, correct: float, prober: Prober | None
+    evidence: Evidence, thresholds: tuple[float, float], prober: Prober | None
 ) -> tuple[Noise, np.ndarray, np.ndarray]:
     """The noise of J, and the components that disagree beyond it (with by how much)."""
     dtype, cost_at_theta = evidence.layout.dtype, evidence.cost_at_theta
+    correct, finest = thresholds[0], resolution(evidence, thresholds[1])
     noise = Noise.estimate(cost_at_theta, dtype, 0.0)
-    flagged, ratio = flag(evidence, correct, noise.bound)
+    flagged, ratio = flag(evidence, correct, noise.bound, finest)
     if flagged.size and prober is not None:
         # A measured round-off can only raise the floor and clear components, so it is
         # needed only when some disagree.
         sample = roundoff_sample(evidence.layout.size)
         measured = measure_roundoff(prober.near, cost_at_theta, sample, evidence.steps)
         noise = Noise.estimate(cost_at_theta, dtype, measured)
-        flagged, ratio = flag(evidence, correct, noise.bound)
+        flagged, ratio = flag(evidence, correct, noise.bound, finest)
     return noise, flagged, ratio

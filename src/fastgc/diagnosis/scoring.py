@@ -21,10 +21,20 @@ from .evidence import Evidence
 CHUNK = 1 << 14
 
 
+# Agreement within the noise floor is no evidence where the floor is a large share of the
+# component itself and not negligible next to the typical gradient (|theta| near 1e8 with the
+# float64 step of 1e-7, say): such components are flagged once beyond the relative tolerance.
+BLIND_SHARE = 0.1
+RESOLUTION_FACTOR = 10.0
+
+
 def flag(
-    evidence: Evidence, rtol: float, floor_scale: float
+    evidence: Evidence, rtol: float, floor_scale: float, resolution: float = math.inf
 ) -> tuple[np.ndarray, np.ndarray]:
     """Components beyond ``rtol * (|a| + |d|) + floor`` (or non-finite), and by how much.
+
+    Also those beyond ``rtol * (|a| + |d|)`` whose floor hides the component: above
+    ``BLIND_SHARE * (|a| + |d|)`` and above ``resolution``.
 
     Parameters
     ----------
@@ -34,6 +44,9 @@ def flag(
         The relative tolerance.
     floor_scale : float
         The noise floor of component i is ``floor_scale / h_i``.
+    resolution : float, default inf
+        A floor above this (and above ``BLIND_SHARE * (|a| + |d|)``) cannot vouch for
+        agreement (see :func:`resolution`).
 
     Returns
     -------
@@ -49,14 +62,64 @@ def flag(
         a, d = approx[start:stop], dtheta[start:stop]
         with np.errstate(invalid="ignore", over="ignore"):
             error = np.abs(a - d)
-            tolerance = np.abs(a)
-            tolerance += np.abs(d)
-            tolerance *= rtol
-            tolerance += floor_scale / steps.over(start, stop)
-            outside = np.flatnonzero(~(error <= tolerance))  # NaN and Inf included
+            relative = np.abs(a)
+            relative += np.abs(d)
+            floor = floor_scale / steps.over(start, stop)
+            outside = ~(error <= rtol * relative + floor)  # NaN and Inf included
+            if np.isfinite(resolution):
+                blind = (floor > BLIND_SHARE * relative) & (floor > resolution)
+                outside |= blind & (error > rtol * relative)
+            outside = np.flatnonzero(outside)
         flagged.append(outside + start)
-        ratios.append(error[outside] / tolerance[outside])
+        ratios.append(error[outside] / (rtol * relative[outside] + floor_at(floor, outside)))
     return np.concatenate(flagged), np.concatenate(ratios)
+
+
+def count_beyond(evidence: Evidence, rtol: float) -> int:
+    """How many finite components disagree by more than ``rtol * (|a| + |d|)``.
+
+    Parameters
+    ----------
+    evidence : Evidence
+    rtol : float
+
+    Returns
+    -------
+    int
+    """
+    approx, dtheta, total = evidence.approx, evidence.dtheta, 0
+    for start in range(0, approx.shape[0], CHUNK):
+        a, d = approx[start:start + CHUNK], dtheta[start:start + CHUNK]
+        with np.errstate(invalid="ignore", over="ignore"):
+            total += int(np.count_nonzero(np.abs(a - d) > rtol * (np.abs(a) + np.abs(d))))
+    return total
+
+
+def floor_at(floor: float | np.ndarray, positions: np.ndarray) -> float | np.ndarray:
+    """The floor at ``positions`` of a chunk (one float when the steps are all equal)."""
+    return floor[positions] if isinstance(floor, np.ndarray) else floor
+
+
+def resolution(evidence: Evidence, bug: float) -> float:
+    """The largest noise floor that still vouches for agreement: ``RESOLUTION_FACTOR * bug``
+    times the RMS of the analytic gradient, so that an error of that share of a typical
+    component stays visible (inf where the gradient is not finite or theta is empty).
+
+    Parameters
+    ----------
+    evidence : Evidence
+    bug : float
+        The effective bug threshold.
+
+    Returns
+    -------
+    float
+    """
+    n = evidence.approx.shape[0]
+    squared = float(np.sum(evidence.block_norms[:, 2]))
+    if n == 0 or not math.isfinite(squared):
+        return math.inf
+    return RESOLUTION_FACTOR * bug * math.sqrt(squared / n)
 
 
 @dataclass
@@ -85,6 +148,16 @@ class _Sparse:
         numeric = estimate.copy()
         numeric[self.corrected_at[found] - start] = self.corrected_values[found]
         return numeric
+
+    def floor(self, floor: float | np.ndarray, start: int, stop: int) -> float | np.ndarray:
+        """The noise floor of the chunk start:stop, zero where a re-examined value replaces
+        the difference at h: its own uncertainty, far below that floor, was judged already."""
+        found = self.within(self.corrected_at, start, stop)
+        if found.stop <= found.start:
+            return floor
+        chunk_floor = np.array(np.broadcast_to(floor, (stop - start,)), dtype=np.float64)
+        chunk_floor[self.corrected_at[found] - start] = 0.0
+        return chunk_floor
 
     def clear_unjudged(self, residual: np.ndarray, start: int, stop: int) -> None:
         """Zero the residual (of the chunk start:stop) of the components not judged."""
@@ -201,7 +274,7 @@ def _score_chunk(
         if not all_finite:
             raw_error[~finite] = np.inf
         residual = (raw_error if numeric is estimate else np.abs(numeric - analytic)) - (
-            floor_scale / evidence.steps.over(start, stop)
+            sparse.floor(floor_scale / evidence.steps.over(start, stop), start, stop)
         )
         np.maximum(residual, 0.0, out=residual)
         sparse.clear_unjudged(residual, start, stop)
@@ -259,15 +332,21 @@ def _verdict(difference: float, correct: float, bug: float) -> Verdict:
 
 def parameter_reports(
     evidence: Evidence, totals: _BlockTotals, scores: np.ndarray, flagged: np.ndarray,
-    likely_bug: set[int], thresholds: tuple[float, float],
+    likely_bug: set[int], thresholds: tuple[float, float], unresolved: set[int] = frozenset(),
 ) -> dict[str, ParameterReport]:
     """One :class:`ParameterReport` per block, in the order of the layout.
 
     A block's verdict comes from its adjusted difference, made worse by the score of its worst
-    likely bug: a single wrong entry in a large block is a bug however small its share.
+    likely bug: a single wrong entry in a large block is a bug however small its share. A
+    block that is not a bug and holds ``unresolved`` components (disagreeing, with nothing to
+    explain it) is inconclusive: the absence of a judgement is not agreement.
     """
     layout, (correct, bug) = evidence.layout, thresholds
     disagreeing = np.bincount(layout.block_of(flagged), minlength=len(layout.names))
+    n_unresolved = np.bincount(
+        layout.block_of(np.fromiter(unresolved, dtype=np.int64, count=len(unresolved))),
+        minlength=len(layout.names),
+    )
     worst_bug_score = _worst_score_per_block(layout, likely_bug, scores)
     per_parameter = {}
     for k, (name, shape) in enumerate(zip(layout.names, layout.shapes)):
@@ -278,6 +357,8 @@ def parameter_reports(
             verdict = _verdict(adjusted, correct, bug)
             if k in worst_bug_score:
                 verdict = worst_verdict([verdict, _verdict(worst_bug_score[k], correct, bug)])
+            if n_unresolved[k] and verdict is not Verdict.BUG:
+                verdict = Verdict.INCONCLUSIVE
         per_parameter[name] = ParameterReport(
             name=name,
             shape=tuple(shape),
@@ -291,6 +372,7 @@ def parameter_reports(
             ),
             n_disagreeing=int(disagreeing[k]),
             n_non_finite=int(totals.n_non_finite[k]),
+            n_unresolved=int(n_unresolved[k]),
         )
     return per_parameter
 
