@@ -388,9 +388,12 @@ def _decide_on_rung(
     scale = abs(estimate.value) + abs(judge.analytic)
     tolerance = judge.rtol * scale
     # Agreement needs an estimate sharp enough to see an error of LADDER_SHARP of the value,
-    # or one negligible next to the typical gradient; and, unless the disagreement at h was
-    # within the floor there (a floor too large to vouch), sharper than that disagreement.
-    sharp = 3.0 * estimate.uncertainty <= max(LADDER_SHARP * scale, tolerance, resolution)
+    # or one negligible next to the typical gradient that still sees a tenth of the value;
+    # and, unless the disagreement at h was within the floor there (a floor too large to
+    # vouch), sharper than that disagreement.
+    sharp = 3.0 * estimate.uncertainty <= max(
+        LADDER_SHARP * scale, tolerance, min(resolution, 0.1 * scale)
+    )
     explains = within_floor or 6.0 * estimate.uncertainty < max(judge.discrepancy, tolerance)
     if sharp and explains and judge.agrees(estimate):
         return Reexamination(Label.AGREES_LARGER_STEP, estimate.value), estimate.uncertainty

@@ -33,8 +33,9 @@ def flag(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Components beyond ``rtol * (|a| + |d|) + floor`` (or non-finite), and by how much.
 
-    Also those beyond ``rtol * (|a| + |d|)`` whose floor hides the component: above
-    ``BLIND_SHARE * (|a| + |d|)`` and above ``resolution``.
+    Also those beyond ``rtol * (|a| + |d|)`` whose floor hides the component (above
+    ``BLIND_SHARE * (|a| + |d|)``) and is either above ``resolution`` or in a block whose
+    floor hides most components while its analytic gradient is not zero.
 
     Parameters
     ----------
@@ -56,6 +57,7 @@ def flag(
         Each one's error over its tolerance (NaN or inf where a value is not finite).
     """
     approx, dtheta, steps = evidence.approx, evidence.dtheta, evidence.steps
+    blind_blocks = _blind_blocks(evidence, floor_scale)
     flagged, ratios = [], []
     for start in range(0, approx.shape[0], CHUNK):
         stop = min(approx.shape[0], start + CHUNK)
@@ -67,12 +69,36 @@ def flag(
             floor = floor_scale / steps.over(start, stop)
             outside = ~(error <= rtol * relative + floor)  # NaN and Inf included
             if np.isfinite(resolution):
-                blind = (floor > BLIND_SHARE * relative) & (floor > resolution)
+                hidden = floor > BLIND_SHARE * relative
+                blind = hidden & (floor > resolution)
+                if blind_blocks.any():
+                    blocks = evidence.layout.block_of(np.arange(start, stop))
+                    blind |= hidden & blind_blocks[blocks]
                 outside |= blind & (error > rtol * relative)
             outside = np.flatnonzero(outside)
         flagged.append(outside + start)
         ratios.append(error[outside] / (rtol * relative[outside] + floor_at(floor, outside)))
     return np.concatenate(flagged), np.concatenate(ratios)
+
+
+def _blind_blocks(evidence: Evidence, floor_scale: float) -> np.ndarray:
+    """Per block, whether the floor hides most of its components (above ``BLIND_SHARE`` of
+    ``|a| + |d|``) while its analytic gradient is not zero: the step sees nothing of such a
+    block, however small its gradients are next to the others'."""
+    layout, n_blocks = evidence.layout, len(evidence.layout.names)
+    hidden = np.zeros(n_blocks, dtype=np.int64)
+    nonzero = np.zeros(n_blocks, dtype=np.int64)
+    for start in range(0, evidence.approx.shape[0], CHUNK):
+        stop = min(evidence.approx.shape[0], start + CHUNK)
+        a, d = evidence.approx[start:stop], evidence.dtheta[start:stop]
+        blocks = layout.block_of(np.arange(start, stop))
+        with np.errstate(invalid="ignore", over="ignore"):
+            floor = floor_scale / evidence.steps.over(start, stop)
+            hides = floor > BLIND_SHARE * (np.abs(a) + np.abs(d))
+        hidden += np.bincount(blocks[hides], minlength=n_blocks)
+        nonzero += np.bincount(blocks[d != 0], minlength=n_blocks)
+    sizes = np.diff(layout.offsets)
+    return (2 * hidden > sizes) & (nonzero > 0)
 
 
 def count_beyond(evidence: Evidence, rtol: float) -> int:
