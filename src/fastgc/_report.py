@@ -58,13 +58,13 @@ def format_report(result: "CheckResult", n_worst: int = 10) -> str:
     name_width = max(9, *(len(name) for name in result.per_parameter))
     lines.append(
         f"  {'parameter':<{name_width}}  {'shape':<12} {'difference':>10} {'adjusted':>10}  "
-        f"{'verdict':<10} {'max |error|':>11}  at"
+        f"{'verdict':<12} {'max |error|':>11}  at"
     )
     for report in result.per_parameter.values():
         note = f"  ({report.n_non_finite} NaN/Inf)" if report.n_non_finite else ""
         lines.append(
             f"  {report.name:<{name_width}}  {str(report.shape):<12} {report.difference:>10.2e} "
-            f"{report.adjusted_difference:>10.2e}  {report.verdict.value:<10} "
+            f"{report.adjusted_difference:>10.2e}  {report.verdict.value:<12} "
             f"{report.max_abs_error:>11.2e}  {_index(report.worst_index)}{note}"
         )
     if result.ignored_gradients:
