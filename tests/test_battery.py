@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import fastgc
 import networks
@@ -313,3 +315,34 @@ def test_a_cost_swamped_by_round_off_is_inconclusive_and_says_what_to_try(python
         result.raise_if_failed()
     assert result.raise_if_failed(allow_inconclusive=True) is result
     assert result.to_dict()["parameters"][0]["n_unresolved"] == 2
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 10_000),
+    act=st.sampled_from(["tanh", "sigmoid", "relu", "leaky"]),
+    loss=st.sampled_from(["ce", "mse"]),
+    hidden=st.lists(st.integers(2, 7), min_size=1, max_size=3),
+    dtype=st.sampled_from([np.float64, np.float32]),
+    bug=st.sampled_from([None, "doubled", "sign_flip", "times_4"]),
+    block=st.integers(0, 7),
+    b1_offset=st.sampled_from([0.0, 0.0, 4.0]),
+)
+def test_property_correct_only_with_positive_evidence(seed, act, loss, hidden, dtype, bug,
+                                                      block, b1_offset):
+    sizes = [3, *hidden, 2]
+    net = networks._MLP(f"prop_{seed}", sizes=sizes, act=act, loss=loss, m=6, seed=seed,
+                        b1_offset=b1_offset if act in ("tanh", "sigmoid") else 0.0,
+                        kink_margin=0.0)
+    names = list(net.params64)
+    target = names[block % len(names)]
+    name = f"d{target}_{bug}" if bug else None
+    case = net.case(name, {target} if bug else set(), dtype)
+    if bug and not np.any(case.grads(case.params)[f"d{target}"]):
+        return  # a zero gradient doubled is still right
+    result = fastgc.check(case.cost, case.params, case.grads, engine="python", progress=False)
+    assert_correct_is_explained(result)
+    if bug is None:
+        assert result.verdict != "bug", str(result)
+    else:
+        assert result.verdict != "correct", str(result)
