@@ -161,7 +161,8 @@ def test_the_help_documents_how_args_map_to_positions(workdir):
     assert completed.returncode == 0
     text = " ".join(completed.stdout.split())
     assert "Keys arr_0, arr_1, ... (what np.savez(\"a.npz\", X, y) writes)" in text
-    assert "Exit status: 0 correct, 1 bug, suspicious or inconclusive, 2 usage or input error" in text
+    assert ("Exit status: 0 correct, 1 bug, suspicious or inconclusive, 2 usage or input "
+            "error") in text
 
 
 def test_main_returns_the_exit_status_in_process(workdir, monkeypatch, capsys):

@@ -227,7 +227,8 @@ class CheckResult:
             ``step``, ``noise_floor``, ``n_parameters``, ``dtype``, ``engine``, ``n_threads``,
             ``n_evaluations``, ``seconds``, ``compile_seconds``, ``parameters`` (one dict per
             parameter, in order), ``reexamined`` (label to count), ``worst_components``,
-            ``ignored_gradients``, ``explained`` and ``notes``. Floats may be inf or NaN (a NaN gradient).
+            ``ignored_gradients``, ``explained`` and ``notes``. Floats may be inf or NaN (a NaN
+            gradient).
 
         Examples
         --------

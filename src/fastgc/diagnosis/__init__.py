@@ -151,7 +151,8 @@ def _explained(
 ) -> dict[str, int]:
     """Why components beyond the relative tolerance still count as agreeing, with counts."""
     with np.errstate(invalid="ignore"):
-        flagged_finite = int(np.count_nonzero(np.isfinite(evidence.approx[flagged] - evidence.dtheta[flagged])))
+        gaps = evidence.approx[flagged] - evidence.dtheta[flagged]
+    flagged_finite = int(np.count_nonzero(np.isfinite(gaps)))
     agreeing = {Label.AGREES_LARGER_STEP.value, Label.AGREES_SMALLER_STEP.value}
     counts = {
         "within the noise floor": count_beyond(evidence, correct) - flagged_finite,

@@ -326,8 +326,8 @@ def climb(
     Doubling from 16h, each rung s gives Richardson's ``R(s) = (4 C(s/2) - C(s)) / 3`` with an
     uncertainty of ``3 delta / s`` (round-off) plus ``|R(s) - R(2s)| / 15`` (truncation, from
     the rung above). Agreement needs an estimate sharp enough to see an error of
-    ``LADDER_SHARP`` of the value (or the tolerance, or the resolution); a likely bug needs three rungs in a row that agree with one
-    another far better than with backprop. The climb stops at a kink (the user's signature
+    ``LADDER_SHARP`` of the value (or the tolerance, or the resolution); a likely bug needs
+    three rungs in a row that agree with one another far better than with backprop. The climb stops at a kink (the user's signature
     changes, or the gap between the one-sided slopes stops growing in proportion to the step),
     at a non-finite value, once truncation dominates, or at the reach of theta_i.
 

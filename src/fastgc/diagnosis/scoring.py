@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._layout import Layout
+from .._steps import UNIT_ROUNDOFF
 from .._result import ParameterReport, Verdict, worst_verdict
 from .evidence import Evidence
 
@@ -26,6 +27,7 @@ CHUNK = 1 << 14
 # float64 step of 1e-7, say): such components are flagged once beyond the relative tolerance.
 BLIND_SHARE = 0.1
 RESOLUTION_FACTOR = 10.0
+ZERO_ULPS = 64.0
 
 
 def flag(
@@ -83,9 +85,15 @@ def flag(
 
 def _blind_blocks(evidence: Evidence, floor_scale: float) -> np.ndarray:
     """Per block, whether the floor hides most of its components (above ``BLIND_SHARE`` of
-    ``|a| + |d|``) while its analytic gradient is not zero: the step sees nothing of such a
-    block, however small its gradients are next to the others'."""
+    ``|a| + |d|``) while its analytic gradient is not zero (beyond ``ZERO_ULPS`` units of
+    round-off of the RMS gradient): the step sees nothing of such a block, however small its
+    gradients are next to the others'."""
     layout, n_blocks = evidence.layout, len(evidence.layout.names)
+    # Below this an analytic gradient is round-off of zero (a bias before a batch norm).
+    n = max(evidence.approx.shape[0], 1)
+    negligible = ZERO_ULPS * UNIT_ROUNDOFF[np.dtype(layout.dtype)] * math.sqrt(
+        float(np.sum(evidence.block_norms[:, 2])) / n
+    )
     hidden = np.zeros(n_blocks, dtype=np.int64)
     nonzero = np.zeros(n_blocks, dtype=np.int64)
     for start in range(0, evidence.approx.shape[0], CHUNK):
@@ -96,7 +104,7 @@ def _blind_blocks(evidence: Evidence, floor_scale: float) -> np.ndarray:
             floor = floor_scale / evidence.steps.over(start, stop)
             hides = floor > BLIND_SHARE * (np.abs(a) + np.abs(d))
         hidden += np.bincount(blocks[hides], minlength=n_blocks)
-        nonzero += np.bincount(blocks[d != 0], minlength=n_blocks)
+        nonzero += np.bincount(blocks[~(np.abs(d) <= negligible)], minlength=n_blocks)
     sizes = np.diff(layout.offsets)
     return (2 * hidden > sizes) & (nonzero > 0)
 
