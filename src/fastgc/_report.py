@@ -131,7 +131,9 @@ def _typical_step(result: "CheckResult") -> float:
 
 def _correct_reason(result: "CheckResult") -> str:
     explained = result.explained
-    parts = [f"{count} {reason}" if reason != "kinks" else f"{count} at kinks"
+    words = {"within the noise floor": "within the noise floor", "kinks": "at kinks",
+             "agree at another step": "that agree at another step"}
+    parts = [f"{count} component{'s' if count != 1 else ''} {words.get(reason, reason)}"
              for reason, count in explained.items()]
     why = ", ".join(parts) if parts else "components within the noise floor"
     return (
