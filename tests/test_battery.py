@@ -346,3 +346,18 @@ def test_property_correct_only_with_positive_evidence(seed, act, loss, hidden, d
         assert result.verdict != "bug", str(result)
     else:
         assert result.verdict != "correct", str(result)
+
+
+def test_a_float32_kink_crossed_on_one_side_is_told_by_the_calm_side():
+    # One component's forward slope crosses a ReLU kink near h while round-off hides the
+    # slopes nearest theta: the backward side, extrapolated from 8h and 16h, matches backprop.
+    net = networks._MLP("calm_side", sizes=[5, 8, 6, 3], act="relu", loss="ce", m=12,
+                        seed=1000, lam=0.3, kink_margin=0.0)
+    case = net.case(None, (), np.float32)
+    result = fastgc.check(case.cost, case.params, case.grads, engine="python", progress=False)
+    assert result.verdict == "correct", str(result)
+    assert fastgc.Label.KINK.value in result.labels.values()
+    assert_correct_is_explained(result)
+    buggy = net.case("dW1_doubled", {"W1"}, np.float32)
+    assert fastgc.check(buggy.cost, buggy.params, buggy.grads, engine="python",
+                        progress=False).verdict == "bug"

@@ -223,10 +223,13 @@ def reexamine(i: int, analytic: float, step: float, examination: Examination) ->
         # One side matches backprop and the other does not: that side crossed a kink.
         return Reexamination(Label.KINK, analytic)
     if kinked:
-        return _judge_at_kink(slopes, forward, backward, roundoff, judge)
-    judged = _judge_smooth(slopes, step, examination.noise.typical, judge)
+        judged = _judge_at_kink(slopes, forward, backward, roundoff, judge)
+    else:
+        judged = _judge_smooth(slopes, step, examination.noise.typical, judge)
+        if judged.label is Label.NOISE:
+            judged = climb(i, step, slopes, judge, examination) or judged
     if judged.label is Label.NOISE:
-        return climb(i, step, slopes, judge, examination) or judged
+        return _judge_calm_side(slopes, roundoff, judge) or judged
     return judged
 
 
@@ -406,6 +409,40 @@ def _decide_on_rung(
         ):
             return Reexamination(Label.LIKELY_BUG, estimate.value), estimate.uncertainty
     return None, estimate.uncertainty
+
+
+# Where to look for a calm side: over h/4 ... limit, extrapolated from the step pairs
+# (far, near), each ``2 S(s/2) - S(s)`` at its s.
+_CALM_RANGES = ((16.0, 16.0, 2.0), (2.0, 2.0, 1.0))
+
+
+def _judge_calm_side(slopes: Slopes, roundoff: float, judge: _Judge) -> Reexamination | None:
+    """A kink crossed on one side: over h/4 ... 16h (or ... 2h, when the other side meets a
+    kink of its own further out) that side's slope moves far more than the other's. The calm
+    side, extrapolated to a zero step, is the derivative on theta's own side: when it agrees,
+    a kink explains the disagreement. (A miss is no evidence of a bug here: a second kink
+    further out on the calm side would look the same.) ``roundoff`` is that of a one-sided
+    slope at h/4."""
+    for limit, far_at, near_at in _CALM_RANGES:
+        factors = [f for f in STEP_FACTORS if f <= limit]
+        moves = [max(abs(_side(slopes, f, side) - _side(slopes, factors[0], side))
+                     for f in factors) for side in ("forward", "backward")]
+        if not max(moves) > 4.0 * min(moves) + 8.0 * roundoff:
+            continue
+        side = "forward" if moves[0] < moves[1] else "backward"
+        far = 2.0 * _side(slopes, far_at / 2, side) - _side(slopes, far_at, side)
+        near = 2.0 * _side(slopes, near_at / 2, side) - _side(slopes, near_at, side)
+        # Round-off of 2 S(s/2) - S(s): three times that of a slope at s/2.
+        estimate = Estimate(far, 3.0 * roundoff * 0.25 / (far_at / 2) + abs(far - near))
+        if not judge.sharp(estimate):
+            continue
+        if judge.agrees(estimate):
+            return Reexamination(Label.KINK, judge.analytic)
+    return None
+
+
+def _side(slopes: Slopes, factor: float, side: str) -> float:
+    return getattr(slopes.at[factor], side)
 
 
 def _between(value: float, forward: Estimate, backward: Estimate) -> bool:
