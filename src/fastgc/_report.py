@@ -121,10 +121,10 @@ def _unresolved_reasons(result: "CheckResult") -> list[str]:
 
 
 def _typical_step(result: "CheckResult") -> float:
-    """The step of the check, read back from its noise floor and the round-off it implies."""
+    """The step of the check, read back from its description ("eps=1e-07, ...")."""
     words = result.step_description.split()
     try:
-        return float(words[0].split("=")[1])
+        return float(words[0].split("=")[1].rstrip(","))
     except (IndexError, ValueError):
         return 1e-7
 

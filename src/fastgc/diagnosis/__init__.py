@@ -6,13 +6,18 @@ small blocks, raises false alarms in float32 and on zero gradients, and is blind
 1. Each component is compared with a tolerance made of the attainable relative accuracy of the
    dtype and a *noise floor*: the round-off of the cost, ``FLOOR_FACTOR * u * |J| / h``, which
    a two-sided difference at step ``h`` cannot see below (:mod:`.noise`).
+   Where the floor is too large to vouch for agreement (a large share of the component, and
+   not negligible next to the typical gradient, or hiding most of a block whose gradient is
+   not zero), components beyond the relative tolerance are flagged all the same.
 2. Disagreeing components are re-examined at steps from h/4 to 16h (one-sided slopes, and
    Richardson's fourth-order combinations of central differences), and labelled: agreement at
    another step (round-off or truncation), a kink (one-sided slopes that jump, or a change of
    the user's signature), a likely bug (every estimate agrees with the others and not with the
-   analytic value) or noise (:mod:`.reexamine`).
+   analytic value) or unresolved. A component still unresolved climbs a ladder of larger
+   steps until round-off stops dominating (:mod:`.reexamine`).
 3. Each parameter block gets the lecture's number recomputed with the re-examined values and the
-   noise floor subtracted, and a verdict; the overall verdict is the worst of them
+   noise floor subtracted, and a verdict; a block that is not a bug and holds unresolved
+   components is inconclusive, never correct. The overall verdict is the worst of them
    (:mod:`.scoring`).
 """
 

@@ -330,9 +330,10 @@ def climb(
     uncertainty of ``3 delta / s`` (round-off) plus ``|R(s) - R(2s)| / 15`` (truncation, from
     the rung above). Agreement needs an estimate sharp enough to see an error of
     ``LADDER_SHARP`` of the value (or the tolerance, or the resolution); a likely bug needs
-    three rungs in a row that agree with one another far better than with backprop. The climb stops at a kink (the user's signature
-    changes, or the gap between the one-sided slopes stops growing in proportion to the step),
-    at a non-finite value, once truncation dominates, or at the reach of theta_i.
+    three rungs in a row that agree with one another far better than with backprop, and
+    one-sided slopes that, extrapolated, meet. The climb stops at a kink (the user's
+    signature changes, or the gap between the one-sided slopes stops growing in proportion to
+    the step), at a non-finite value, once truncation dominates, or at the reach of theta_i.
 
     Returns
     -------
