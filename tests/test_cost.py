@@ -220,8 +220,8 @@ def test_strided_data_array_of_a_c_cost_is_rejected(c_library):
                  args=(np.ascontiguousarray(strided),)).verdict == "correct"
 
 
-@pytest.mark.parametrize("engine_name", ["python", "cython"])
-def test_a_cost_that_rebinds_an_entry_of_its_params_is_an_error(engine_name):
+@pytest.mark.parametrize("engine_name,n_threads", [("python", 1), ("cython", 1), ("cython", 2)])
+def test_a_cost_that_rebinds_an_entry_of_its_params_is_an_error(engine_name, n_threads):
     require_engine(engine_name)
     rng = np.random.default_rng(3)
     X = rng.standard_normal((3, 5))
@@ -238,7 +238,8 @@ def test_a_cost_that_rebinds_an_entry_of_its_params_is_an_error(engine_name):
 
     before = {k: v.copy() for k, v in params.items()}
     with pytest.raises(fastgc.CostError, match=r"replaced params\['W1'\]") as caught:
-        fastgc.check(cost, params, grads, engine=engine_name, progress=False)
+        fastgc.check(cost, params, grads, engine=engine_name, n_threads=n_threads,
+                     progress=False)
     assert caught.value.location[0] == "W1"
     assert all(np.array_equal(params[k], before[k]) for k in params)
 
