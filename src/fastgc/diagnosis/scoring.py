@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import numpy as np
@@ -366,7 +367,8 @@ def _verdict(difference: float, correct: float, bug: float) -> Verdict:
 
 def parameter_reports(
     evidence: Evidence, totals: _BlockTotals, scores: np.ndarray, flagged: np.ndarray,
-    likely_bug: set[int], thresholds: tuple[float, float], unresolved: set[int] = frozenset(),
+    likely_bug: set[int], thresholds: tuple[float, float],
+    unresolved: AbstractSet[int] = frozenset(),
 ) -> dict[str, ParameterReport]:
     """One :class:`ParameterReport` per block, in the order of the layout.
 
