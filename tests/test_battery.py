@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import fastgc
 import networks
@@ -185,3 +187,177 @@ def test_float32_thresholds_and_step_follow_the_dtype():
     assert "float32" in result.step_description
     explicit = fastgc.check(case.cost, case.params, case.grads, eps=1e-2, progress=False)
     assert explicit.step_description.startswith("eps=0.01")
+
+
+# -- a verdict must follow from the evidence ---------------------------------------------------
+
+EXPLAINING = {fastgc.Label.AGREES_LARGER_STEP.value, fastgc.Label.AGREES_SMALLER_STEP.value,
+              fastgc.Label.KINK.value}
+
+
+def assert_correct_is_explained(result):
+    """A correct verdict: every component beyond the tolerance has positive evidence for it."""
+    if result.verdict != "correct":
+        return
+    correct = result.thresholds[0]
+    with np.errstate(invalid="ignore"):
+        beyond = np.flatnonzero(
+            np.abs(result.approx - result.dtheta)
+            > correct * (np.abs(result.approx) + np.abs(result.dtheta))
+        )
+    unexplained = [int(i) for i in beyond if int(i) in result.labels
+                   and result.labels[int(i)] not in EXPLAINING]
+    assert not unexplained, str(result)
+    assert all(p.n_unresolved == 0 for p in result.per_parameter.values()), str(result)
+    # Beyond the tolerance and not labelled: within the noise floor, and counted as such.
+    unlabelled = sum(int(i) not in result.labels for i in beyond)
+    assert result.explained.get("within the noise floor", 0) == unlabelled, str(result)
+    if not result.difference <= correct:
+        assert "why correct" in str(result).splitlines()[1], str(result)
+
+
+@pytest.mark.parametrize("case", CASES + KINKED, ids=[c.name for c in CASES + KINKED])
+def test_every_correct_verdict_of_the_battery_is_explained(case):
+    result = fastgc.check(case.cost, case.params, case.grads, engine="python", progress=False)
+    assert_correct_is_explained(result)
+
+
+def _with_dW1_times(case, factor):
+    def grads(p):
+        g = case.grads(p)
+        g["dW1"] = g["dW1"] * case.dtype.type(factor)
+        return g
+    return grads
+
+
+def test_float32_dW1_two_percent_wrong_is_a_bug_not_unresolved(python_cost_engine):
+    # Before, 15 components were "too noisy to judge" and the verdict was correct.
+    net = networks._MLP("f32_sigmoid", sizes=[20, 32, 16, 5], act="sigmoid", loss="ce", m=64,
+                        seed=0, w_scale=1.5)
+    case = net.case(None, (), np.float32)
+    result = fastgc.check(case.cost, case.params, _with_dW1_times(case, 1.02),
+                          engine=python_cost_engine, progress=False)
+    assert result.verdict == "bug" and result.worst_parameter().name == "W1", str(result)
+    assert result.difference > 10 * result.thresholds[0]
+    right = fastgc.check(case.cost, case.params, case.grads, engine=python_cost_engine,
+                         progress=False)
+    assert right.verdict == "correct", str(right)
+    assert_correct_is_explained(right)
+
+
+@pytest.mark.parametrize("b1_offset", [10.0, 11.0])
+def test_deep_tanh_with_tiny_first_layer_gradients_finds_a_doubled_dW1(b1_offset,
+                                                                     python_cost_engine):
+    net = networks._MLP("deep_saturated", sizes=[3, 6, 6, 6, 2], act="tanh", loss="ce", m=8,
+                        seed=1001, w_scale=[1.0, 1.0, 1.0, 2.0], b1_offset=b1_offset)
+    buggy = net.case("dW1_doubled", {"W1"}, np.float64)
+    gradients = buggy.grads(buggy.params)
+    largest = max(np.abs(g).max() for g in gradients.values())
+    assert np.abs(gradients["dW1"]).max() < 2e-7 * largest  # first layer ~1e-7 of the others
+    result = fastgc.check(buggy.cost, buggy.params, buggy.grads, engine=python_cost_engine,
+                          progress=False)
+    assert result.verdict == "bug", str(result)
+    assert {n for n, p in result.per_parameter.items() if p.verdict == "bug"} == {"W1"}
+    right = net.case(None, (), np.float64)
+    result = fastgc.check(right.cost, right.params, right.grads, engine=python_cost_engine,
+                          progress=False)
+    assert result.verdict == "correct", str(result)
+    assert_correct_is_explained(result)
+
+
+def _large_problem(scale, seed=0):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal(6) * scale
+    c = rng.standard_normal(6)
+
+    def cost(p):
+        return float(np.sum(c * p["w"]) + np.sum(np.sin(p["w"] / scale)))
+
+    def grads(p, factor=1.0):
+        return {"dw": factor * (c + np.cos(p["w"] / scale) / scale)}
+
+    return {"w": w}, cost, grads
+
+
+@pytest.mark.parametrize("scale", [1e8, 2.7e8, 5e8, 1.1e9])
+def test_large_parameters_a_gradient_fifty_percent_too_large_is_a_bug(scale, python_cost_engine):
+    params, cost, grads = _large_problem(scale)
+    wrong = fastgc.check(cost, params, lambda p: grads(p, 1.5), engine=python_cost_engine,
+                         progress=False)
+    assert wrong.verdict == "bug", str(wrong)
+    right = fastgc.check(cost, params, grads, engine=python_cost_engine, progress=False)
+    assert right.verdict == "correct", str(right)
+    assert_correct_is_explained(right)
+
+
+def test_large_parameters_where_the_step_vanishes_are_a_clear_error():
+    params, cost, grads = _large_problem(1e12)  # the float64 ulp is 1.2e-4 there
+    with pytest.raises(fastgc.CostError, match="vanishes"):
+        fastgc.check(cost, params, grads, progress=False)
+
+
+def test_a_cost_swamped_by_round_off_is_inconclusive_and_says_what_to_try(python_cost_engine):
+    # Before: "too noisy to judge" on every component, and a correct verdict at difference 1.
+    w = np.array([0.3, -0.2])
+
+    def cost(p):
+        return float(1e12 + 1e-3 * np.sum(p["w"] ** 2))
+
+    result = fastgc.check(cost, {"w": w}, {"dw": 2e-3 * w}, engine=python_cost_engine,
+                          progress=False)
+    assert result.verdict == "inconclusive" and not result.passed
+    assert result.per_parameter["w"].n_unresolved == 2
+    lines = str(result).splitlines()
+    assert lines[0].startswith("fastgc gradient check: INCONCLUSIVE")
+    assert "unresolved" in lines[2] and "w (2)" in lines[2]
+    assert "advice: pass a larger eps" in lines[3]
+    with pytest.raises(fastgc.GradientCheckError):
+        result.raise_if_failed()
+    assert result.raise_if_failed(allow_inconclusive=True) is result
+    assert result.to_dict()["parameters"][0]["n_unresolved"] == 2
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 10_000),
+    act=st.sampled_from(["tanh", "sigmoid", "relu", "leaky"]),
+    loss=st.sampled_from(["ce", "mse"]),
+    hidden=st.lists(st.integers(2, 7), min_size=1, max_size=3),
+    dtype=st.sampled_from([np.float64, np.float32]),
+    bug=st.sampled_from([None, "doubled", "sign_flip", "times_4"]),
+    block=st.integers(0, 7),
+    b1_offset=st.sampled_from([0.0, 0.0, 4.0]),
+)
+def test_property_correct_only_with_positive_evidence(seed, act, loss, hidden, dtype, bug,
+                                                      block, b1_offset):
+    sizes = [3, *hidden, 2]
+    net = networks._MLP(f"prop_{seed}", sizes=sizes, act=act, loss=loss, m=6, seed=seed,
+                        b1_offset=b1_offset if act in ("tanh", "sigmoid") else 0.0,
+                        kink_margin=0.0)
+    names = list(net.params64)
+    target = names[block % len(names)]
+    name = f"d{target}_{bug}" if bug else None
+    case = net.case(name, {target} if bug else set(), dtype)
+    if bug and not np.any(case.grads(case.params)[f"d{target}"]):
+        return  # a zero gradient doubled is still right
+    result = fastgc.check(case.cost, case.params, case.grads, engine="python", progress=False)
+    assert_correct_is_explained(result)
+    if bug is None:
+        assert result.verdict != "bug", str(result)
+    else:
+        assert result.verdict != "correct", str(result)
+
+
+def test_a_float32_kink_crossed_on_one_side_is_told_by_the_calm_side():
+    # One component's forward slope crosses a ReLU kink near h while round-off hides the
+    # slopes nearest theta: the backward side, extrapolated from 8h and 16h, matches backprop.
+    net = networks._MLP("calm_side", sizes=[5, 8, 6, 3], act="relu", loss="ce", m=12,
+                        seed=1000, lam=0.3, kink_margin=0.0)
+    case = net.case(None, (), np.float32)
+    result = fastgc.check(case.cost, case.params, case.grads, engine="python", progress=False)
+    assert result.verdict == "correct", str(result)
+    assert fastgc.Label.KINK.value in result.labels.values()
+    assert_correct_is_explained(result)
+    buggy = net.case("dW1_doubled", {"W1"}, np.float32)
+    assert fastgc.check(buggy.cost, buggy.params, buggy.grads, engine="python",
+                        progress=False).verdict == "bug"

@@ -1,4 +1,5 @@
-"""``python -m fastgc check``, run in a subprocess: exit 0 correct, 1 bug or suspicious, 2 errors."""
+"""``python -m fastgc check``, run in a subprocess: exit 0 correct, 1 bug, suspicious or
+inconclusive, 2 errors."""
 
 from __future__ import annotations
 
@@ -30,6 +31,12 @@ def loss_and_grads(p, X, Y):
 
 def returns_text(p, X, Y):
     return "0.5"
+
+def swamped(p, X, Y):
+    return float(1e12 + 1e-3 * np.sum(p["W"] ** 2) + 0.0 * np.sum(p["b"]))
+
+def swamped_grads(p, X, Y):
+    return {"dW": 2e-3 * p["W"], "db": np.zeros_like(p["b"])}
 """
 
 
@@ -83,6 +90,15 @@ def test_suspicious_exits_1_unless_allowed(workdir):
     completed = fastgc_check(workdir, *arguments)
     assert completed.returncode == 1 and "SUSPICIOUS" in completed.stdout
     assert fastgc_check(workdir, *arguments, "--allow-suspicious", "--quiet").returncode == 0
+
+
+def test_inconclusive_exits_1_unless_allowed(workdir):
+    arguments = ("mycosts:swamped", "--params", "p.npz", "--grads", "mycosts:swamped_grads",
+                 "--args", "a.npz")
+    completed = fastgc_check(workdir, *arguments)
+    assert completed.returncode == 1 and "INCONCLUSIVE" in completed.stdout
+    assert fastgc_check(workdir, *arguments, "--allow-suspicious", "--quiet").returncode == 1
+    assert fastgc_check(workdir, *arguments, "--allow-inconclusive", "--quiet").returncode == 0
 
 
 def test_gradients_from_a_function_a_file_target_and_loss_and_grads(workdir):
@@ -145,7 +161,8 @@ def test_the_help_documents_how_args_map_to_positions(workdir):
     assert completed.returncode == 0
     text = " ".join(completed.stdout.split())
     assert "Keys arr_0, arr_1, ... (what np.savez(\"a.npz\", X, y) writes)" in text
-    assert "Exit status: 0 correct, 1 bug or suspicious, 2 usage or input error" in text
+    assert ("Exit status: 0 correct, 1 bug, suspicious or inconclusive, 2 usage or input "
+            "error") in text
 
 
 def test_main_returns_the_exit_status_in_process(workdir, monkeypatch, capsys):

@@ -218,3 +218,34 @@ def test_strided_data_array_of_a_c_cost_is_rejected(c_library):
         check(load_sine_cost(c_library), params, grads, args=(strided,))
     assert check(load_sine_cost(c_library), params, grads,
                  args=(np.ascontiguousarray(strided),)).verdict == "correct"
+
+
+@pytest.mark.parametrize("engine_name,n_threads", [("python", 1), ("cython", 1), ("cython", 2)])
+def test_a_cost_that_rebinds_an_entry_of_its_params_is_an_error(engine_name, n_threads):
+    require_engine(engine_name)
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((3, 5))
+    params = {"W1": rng.standard_normal((4, 3)), "W2": rng.standard_normal((1, 4))}
+
+    def cost(p):
+        p["W1"] = p["W1"] * 1.0  # a common way to "copy" inside a cost
+        return float(np.sum((p["W2"] @ np.tanh(p["W1"] @ X)) ** 2))
+
+    def grads(p):
+        A = np.tanh(p["W1"] @ X)
+        out = p["W2"] @ A
+        return {"dW1": ((p["W2"].T @ (2 * out)) * (1 - A**2)) @ X.T, "dW2": 2 * out @ A.T}
+
+    before = {k: v.copy() for k, v in params.items()}
+    with pytest.raises(fastgc.CostError, match=r"replaced params\['W1'\]") as caught:
+        fastgc.check(cost, params, grads, engine=engine_name, n_threads=n_threads,
+                     progress=False)
+    assert caught.value.location[0] == "W1"
+    assert all(np.array_equal(params[k], before[k]) for k in params)
+
+    def copying_cost(p):
+        W1 = p["W1"] * 1.0  # a local name: fine
+        return float(np.sum((p["W2"] @ np.tanh(W1 @ X)) ** 2))
+
+    result = fastgc.check(copying_cost, params, grads, engine=engine_name, progress=False)
+    assert result.verdict == "correct", str(result)

@@ -146,3 +146,14 @@ def test_without_matplotlib_the_error_names_the_extra():
     assert completed.returncode == 0, completed.stderr
     assert 'pip install "fastgc[plot]"' in completed.stdout
     assert completed.stdout.startswith("CheckResult.plot needs matplotlib")
+
+
+def test_an_inconclusive_parameter_has_its_own_colour():
+    w = np.array([0.3, -0.2])
+    result = fastgc.check(lambda p: float(1e12 + 1e-3 * np.sum(p["w"] ** 2)), {"w": w},
+                          {"dw": 2e-3 * w}, progress=False)
+    assert result.verdict == "inconclusive"
+    figure = result.plot()
+    bars, _ = bars_and_points(figure.axes[0])
+    assert [matplotlib.colors.to_hex(bar.get_facecolor()) for bar in bars] == ["#6a1b9a"]
+    assert "INCONCLUSIVE" in figure.axes[0].get_title()

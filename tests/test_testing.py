@@ -50,6 +50,22 @@ def test_suspicious_fails_by_default_and_passes_when_allowed():
         assert_gradients(cost, {"w": w}, grads_off_by(0.5), allow="suspicious")
 
 
+def swamped_cost(p):
+    return float(1e12 + 1e-3 * np.sum(p["w"] ** 2))  # round-off swamps every step
+
+
+def test_inconclusive_fails_by_default_and_passes_only_when_allowed():
+    swamped = ({"w": np.array([0.3, -0.2])}, {"dw": 2e-3 * np.array([0.3, -0.2])})
+    with pytest.raises(fastgc.GradientCheckError, match="INCONCLUSIVE"):
+        assert_gradients(swamped_cost, *swamped)
+    with pytest.raises(fastgc.GradientCheckError, match="INCONCLUSIVE"):
+        assert_gradients(swamped_cost, *swamped, allow="suspicious")
+    result = assert_gradients(swamped_cost, *swamped, allow="inconclusive")
+    assert result.verdict == "inconclusive"
+    with pytest.raises(fastgc.GradientCheckError, match="BUG"):
+        assert_gradients(cost, {"w": w}, grads_off_by(0.5), allow="inconclusive")
+
+
 def test_options_are_passed_to_check():
     result = assert_gradients(lambda p, scale: scale * cost(p), {"w": w},
                               {"dw": 3.0 * np.cos(w)}, args=(3.0,), engine="python")
@@ -61,7 +77,8 @@ def test_assert_passed_takes_any_result():
     with pytest.raises(fastgc.GradientCheckError):
         assert_passed(result)
     assert assert_passed(result, allow="suspicious") is result
-    with pytest.raises(fastgc.InvalidInputError, match=r"allow must be None or 'suspicious'"):
+    with pytest.raises(fastgc.InvalidInputError,
+                       match=r"allow must be None, 'suspicious' or 'inconclusive'"):
         assert_passed(result, allow="bug")
     with pytest.raises(fastgc.InvalidInputError, match=r"takes the CheckResult of a check"):
         assert_passed("correct")

@@ -20,6 +20,7 @@ from ._errors import (
     GradientCheckError,
     InvalidDtypeError,
     InvalidInputError,
+    IrreproducibleCostError,
     MissingDependencyError,
 )
 from ._layout import Layout, flatten
@@ -39,6 +40,7 @@ __all__ = [
     "GradientCheckError",
     "InvalidDtypeError",
     "InvalidInputError",
+    "IrreproducibleCostError",
     "Label",
     "Layout",
     "MissingDependencyError",

@@ -27,6 +27,7 @@ from ._validation import (
 from .diagnosis import Evidence, Prober, diagnose, lecture_difference, signature_crossing
 from .engines import resolve_engine
 from .executors import LocalExecutor
+from .executors.replay import confirm_reproducible
 
 
 def check(
@@ -102,7 +103,11 @@ def check(
     InvalidInputError, InvalidDtypeError
         Malformed params, grads or options; the message names the parameter and index.
     CostError
-        The cost raised, or returned a non-finite or non-scalar value (the index is named).
+        The cost raised, or returned a non-finite or non-scalar value, or replaced an array of
+        the structure it was handed (the index is named).
+    IrreproducibleCostError
+        On several threads: differences evaluated again serially came back other (the cost
+        is not thread-safe, or not a function of its parameters); indices and values named.
     EngineError
         The requested engine is not installed or cannot run this cost.
 
@@ -148,6 +153,9 @@ def check(
     with executor.open() as session:
         session.sweep(steps, approx, baseline.seconds, progress)
     compile_seconds = baseline.compile_seconds + session.compile_seconds
+    replayed = 0
+    if executor.n_chunks > 1:  # numbers of several threads must be the numbers of one
+        replayed = confirm_reproducible(cost_, theta, steps, approx, dtheta)
 
     norms = engine_.block_norms(approx, dtheta, layout.offsets)
     crossed = None
@@ -171,9 +179,10 @@ def check(
         n_threads=executor.n_chunks,
         seconds=time.perf_counter() - started - compile_seconds,
         compile_seconds=compile_seconds,
-        n_evaluations=2 * layout.size + 2 + prober.evaluations,
+        n_evaluations=2 * layout.size + 2 + replayed + prober.evaluations,
         labels=diagnosis.labels,
         corrected=diagnosis.corrected,
         scores=diagnosis.scores,
         ignored_gradients=ignored_gradients,
+        explained=diagnosis.explained,
     )

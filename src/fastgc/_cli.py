@@ -3,7 +3,8 @@
     python -m fastgc check mymodule:cost --params p.npz --grads g.npz [--args a.npz]
                            [--json out.json] [--plot out.png]
 
-Exit status: 0 correct, 1 bug or suspicious (``--allow-suspicious``: bug only), 2 usage or
+Exit status: 0 correct, 1 bug, suspicious or inconclusive (``--allow-suspicious``,
+``--allow-inconclusive`` let those pass), 2 usage or
 input error (the message on stderr, no traceback).
 """
 
@@ -40,15 +41,15 @@ flat gradient), or module:function called once as grads(params, *args).
 writes) or arg0, arg1, ... are passed in the order of their numbers; other keys in the
 archive's order.
 
-Exit status: 0 correct, 1 bug or suspicious, 2 usage or input error.
+Exit status: 0 correct, 1 bug, suspicious or inconclusive, 2 usage or input error.
 """
 
 
 def add_parser(commands: Any) -> None:
     """Register the ``check`` subcommand on ``commands`` (argparse subparsers)."""
     parser = commands.add_parser(
-        "check", help="check a cost's gradients from .npz files (exit 0 correct, 1 bug or "
-        "suspicious, 2 input error)", description=DESCRIPTION,
+        "check", help="check a cost's gradients from .npz files (exit 0 correct, 1 bug, "
+        "suspicious or inconclusive, 2 input error)", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("target", metavar="TARGET",
@@ -72,6 +73,8 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--engine", choices=("auto", "numba", "cython", "python"))
     parser.add_argument("--allow-suspicious", action="store_true",
                         help="exit 0 on a suspicious verdict (a bug still exits 1)")
+    parser.add_argument("--allow-inconclusive", action="store_true",
+                        help="exit 0 on an inconclusive verdict (a bug still exits 1)")
     parser.add_argument("--quiet", action="store_true", help="do not print the report")
 
 
@@ -129,7 +132,11 @@ def _run(options: argparse.Namespace) -> int:
         _write(lambda: result.to_json(options.json), "--json", options.json)
     if options.plot:
         _write(lambda: result.plot(options.plot), "--plot", options.plot)
-    allowed = ("correct", "suspicious") if options.allow_suspicious else ("correct",)
+    allowed = {"correct"}
+    if options.allow_suspicious:
+        allowed.add("suspicious")
+    if options.allow_inconclusive:
+        allowed.add("inconclusive")
     return EXIT_CORRECT if result.verdict.value in allowed else EXIT_FAILED
 
 

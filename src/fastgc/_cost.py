@@ -120,8 +120,12 @@ class Cost:
 
     def evaluator(self, work: np.ndarray) -> Callable[[int, int], float]:
         """``evaluate(chunk, i)``: the validated cost at ``work[chunk]`` (theta[i] perturbed)."""
+        slots: list[list[tuple[Any, Any, np.ndarray, str]]] = [[] for _ in work]
         if self.kind is CostKind.PYTHON and self.reseed is None:
+            # One structure of views per copy, reused for every evaluation: each of its arrays
+            # must still be fastgc's view afterwards, or later evaluations read a stale copy.
             targets = [self.layout.unflatten(row) for row in work]
+            slots = [list(view_slots(target)) for target in targets]
             function, args = self.function, self.args
         else:
             targets = list(work)
@@ -137,6 +141,9 @@ class Cost:
                     f"{where_in_params(self.layout, i)}, was perturbed)",
                     flat_index=int(i), location=(name, index),
                 ) from error
+            for container, key, view, where in slots[chunk]:
+                if not _still_holds(container, key, view):
+                    raise _replaced_error(where, self.layout, i)
             return cost_value(value, self.layout, i)
 
         return evaluate
@@ -144,6 +151,42 @@ class Cost:
     def n_compiled(self) -> int:
         """How many specialisations a Numba cost has compiled (0 for other costs)."""
         return len(getattr(self.function, "signatures", ())) if self.kind is CostKind.NJIT else 0
+
+
+def view_slots(structure: Any, where: str = "params") -> Any:
+    """``(container, key, array, where)`` for every array held in a dict or a list of
+    ``structure`` (the places a cost could rebind), ``where`` spelled like ``params['W1']``."""
+    if isinstance(structure, dict):
+        items: Any = structure.items()
+    elif isinstance(structure, (list, tuple)):
+        items = enumerate(structure)
+    else:
+        return
+    for key, value in items:
+        place = f"{where}[{key!r}]"
+        if isinstance(value, np.ndarray):
+            if not isinstance(structure, tuple):  # a tuple cannot be rebound
+                yield structure, key, value, place
+        else:
+            yield from view_slots(value, place)
+
+
+def _still_holds(container: Any, key: Any, view: np.ndarray) -> bool:
+    try:
+        return container[key] is view
+    except (KeyError, IndexError):
+        return False
+
+
+def _replaced_error(where: str, layout: Layout, i: int) -> CostError:
+    return CostError(
+        f"the cost replaced {where} in the parameters it was handed (it assigned a new array "
+        f"to that entry, while theta[{i}], {where_in_params(layout, i)}, was perturbed): the "
+        "same structure of views is handed to every evaluation, so later ones would read the "
+        "replacement and the numeric gradients would be wrong. Copy into a local name "
+        "instead (W1 = p['W1'] * 1.0), or copy the structure first (p = dict(p))",
+        flat_index=int(i), location=layout.locate(i),
+    )
 
 
 def _data_address(args: tuple) -> int:

@@ -13,7 +13,8 @@ class FastGCError(Exception):
 
 
 class GradientCheckError(FastGCError, AssertionError):
-    """The analytic gradients failed the check; ``result`` holds the full report."""
+    """The analytic gradients failed the check; ``result`` holds the full report (None for
+    :class:`IrreproducibleCostError`, where no verdict could be given)."""
 
     def __init__(self, result: "CheckResult") -> None:
         self.result = result
@@ -35,6 +36,31 @@ class CostError(FastGCError, ValueError):
         self.flat_index = flat_index
         self.location = location
         super().__init__(message)
+
+
+class IrreproducibleCostError(GradientCheckError, CostError):
+    """The cost gave other values when the same differences were evaluated again serially:
+    it is not thread-safe (shared caches, scratch buffers) or not a function of the
+    parameters it is given, so no verdict can be drawn from its numbers.
+
+    Attributes
+    ----------
+    indices : tuple of int
+        The flat indices whose differences did not reproduce.
+    parallel, serial : tuple of float
+        The differences of the check's run and of the serial re-evaluation, by index.
+    result : None
+        There is no verdict.
+    """
+
+    def __init__(
+        self, message: str, *, indices: tuple[int, ...], parallel: tuple[float, ...],
+        serial: tuple[float, ...], location: Any = None,
+    ) -> None:
+        Exception.__init__(self, message)
+        self.result = None  # type: ignore[assignment]
+        self.flat_index, self.location = indices[0], location
+        self.indices, self.parallel, self.serial = indices, parallel, serial
 
 
 class CostTypeError(CostError, TypeError):

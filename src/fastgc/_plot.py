@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
     from ._result import CheckResult, ParameterReport
 
-VERDICT_COLORS = {"correct": "#2e7d32", "suspicious": "#ef6c00", "bug": "#c62828"}
+VERDICT_COLORS = {"correct": "#2e7d32", "suspicious": "#ef6c00", "inconclusive": "#6a1b9a",
+                  "bug": "#c62828"}
 HEATMAP_COLUMNS = 2
 
 

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 MEANING = {
     Verdict.CORRECT: "backprop agrees with finite differences",
     Verdict.SUSPICIOUS: "look carefully: the disagreement is above what round-off explains",
+    Verdict.INCONCLUSIVE: "the numbers cannot decide: some components disagree and no step "
+    "tried told why",
     Verdict.BUG: "backprop is almost surely wrong",
 }
 
@@ -36,6 +38,7 @@ def format_report(result: "CheckResult", n_worst: int = 10) -> str:
             f"{worst_parameter.adjusted_difference:.3e}; worst component {c.name}{_index(c.index)}"
             f" numeric {c.numeric:+.6e} vs analytic {c.analytic:+.6e}"
         )
+    lines.extend(f"  {line}" for line in verdict_reasons(result))
     for note in zero_numeric_notes(result):
         lines.append(f"  note: {note}")
     correct, bug = result.thresholds
@@ -55,13 +58,13 @@ def format_report(result: "CheckResult", n_worst: int = 10) -> str:
     name_width = max(9, *(len(name) for name in result.per_parameter))
     lines.append(
         f"  {'parameter':<{name_width}}  {'shape':<12} {'difference':>10} {'adjusted':>10}  "
-        f"{'verdict':<10} {'max |error|':>11}  at"
+        f"{'verdict':<12} {'max |error|':>11}  at"
     )
     for report in result.per_parameter.values():
         note = f"  ({report.n_non_finite} NaN/Inf)" if report.n_non_finite else ""
         lines.append(
             f"  {report.name:<{name_width}}  {str(report.shape):<12} {report.difference:>10.2e} "
-            f"{report.adjusted_difference:>10.2e}  {report.verdict.value:<10} "
+            f"{report.adjusted_difference:>10.2e}  {report.verdict.value:<12} "
             f"{report.max_abs_error:>11.2e}  {_index(report.worst_index)}{note}"
         )
     if result.ignored_gradients:
@@ -89,6 +92,54 @@ def format_report(result: "CheckResult", n_worst: int = 10) -> str:
                 f"{c.abs_error:>10.2e} {c.rel_error:>10.2e}  {c.label or ''}"
             )
     return "\n".join(lines)
+
+
+def verdict_reasons(result: "CheckResult") -> list[str]:
+    """Sentences under the headline: what is unresolved and what to do about it, or why a
+    correct verdict stands over a difference above the correct threshold."""
+    if result.verdict is Verdict.INCONCLUSIVE:
+        return _unresolved_reasons(result)
+    if result.verdict is Verdict.CORRECT and not result.difference <= result.thresholds[0]:
+        return [_correct_reason(result)]
+    return []
+
+
+def _unresolved_reasons(result: "CheckResult") -> list[str]:
+    unresolved = [p for p in result.per_parameter.values() if p.n_unresolved]
+    where = ", ".join(f"{p.name} ({p.n_unresolved})" for p in unresolved)
+    if result.layout.dtype == np.float32:
+        advice = ("check in float64 (cast the parameters and the data), where round-off is "
+                  "far smaller, or pass a larger eps")
+    else:
+        advice = (f"pass a larger eps (try eps={100 * _typical_step(result):.0e}), or check a "
+                  "smaller cost (fewer examples) or parameters nearer 1 in size")
+    return [
+        f"unresolved: components that disagree beyond the tolerance with nothing to explain "
+        f"it, in {where}: round-off swamps every estimate at the steps tried",
+        f"advice: {advice}",
+    ]
+
+
+def _typical_step(result: "CheckResult") -> float:
+    """The step of the check, read back from its description ("eps=1e-07, ...")."""
+    words = result.step_description.split()
+    try:
+        return float(words[0].split("=")[1].rstrip(","))
+    except (IndexError, ValueError):
+        return 1e-7
+
+
+def _correct_reason(result: "CheckResult") -> str:
+    explained = result.explained
+    words = {"within the noise floor": "within the noise floor", "kinks": "at kinks",
+             "agree at another step": "that agree at another step"}
+    parts = [f"{count} component{'s' if count != 1 else ''} {words.get(reason, reason)}"
+             for reason, count in explained.items()]
+    why = ", ".join(parts) if parts else "components within the noise floor"
+    return (
+        f"why correct: the difference {result.difference:.1e} is above {result.thresholds[0]:.0e}"
+        f" only through components that count as agreeing: {why}"
+    )
 
 
 def reported_components(result: "CheckResult", n_worst: int = 10) -> list["Component"]:

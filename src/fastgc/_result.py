@@ -22,11 +22,15 @@ if TYPE_CHECKING:
 class Verdict(str, enum.Enum):
     """How far the analytic gradients are from the numerical ones.
 
-    A ``str`` enum, so ``result.verdict == "bug"`` works.
+    A ``str`` enum, so ``result.verdict == "bug"`` works. ``INCONCLUSIVE``: some components
+    disagree beyond the tolerance and no step the cost can be evaluated at told why (round-off
+    swamps every estimate, or the re-examination budget ran out); it is not a pass. In order of
+    severity: correct, suspicious, inconclusive, bug.
     """
 
     CORRECT = "correct"
     SUSPICIOUS = "suspicious"
+    INCONCLUSIVE = "inconclusive"
     BUG = "bug"
 
     @property
@@ -37,7 +41,9 @@ class Verdict(str, enum.Enum):
         return self.value
 
 
-_SEVERITY = {Verdict.CORRECT: 0, Verdict.SUSPICIOUS: 1, Verdict.BUG: 2}
+_SEVERITY = {
+    Verdict.CORRECT: 0, Verdict.SUSPICIOUS: 1, Verdict.INCONCLUSIVE: 2, Verdict.BUG: 3
+}
 
 
 def worst_verdict(verdicts: Any) -> Verdict:
@@ -50,7 +56,7 @@ class Label(str, enum.Enum):
     AGREES_LARGER_STEP = "agrees at a larger step (round-off)"
     AGREES_SMALLER_STEP = "agrees at a smaller step or higher order (truncation)"
     KINK = "kink (non-differentiable point crossed)"
-    NOISE = "unresolved: numeric estimates too noisy to judge"
+    NOISE = "unresolved: numeric estimates too noisy to judge at any step"
     LIKELY_BUG = "likely bug (stable numeric value differs)"
     NON_FINITE = "analytic gradient is NaN or Inf"
 
@@ -77,7 +83,10 @@ class ParameterReport:
 
     ``difference`` is the lecture's ``||approx - dtheta|| / (||approx|| + ||dtheta||)`` on this
     block alone; ``adjusted_difference`` is the same after re-examination and with the noise
-    floor subtracted, which is what the verdict is based on.
+    floor subtracted, which is what the verdict is based on. ``n_unresolved`` counts the
+    components that disagree beyond the tolerance with nothing to explain it (too noisy at
+    every step tried, or beyond the re-examination budget): any makes the block inconclusive
+    unless it is a bug.
     """
 
     name: str
@@ -89,6 +98,7 @@ class ParameterReport:
     worst_index: tuple[int, ...]
     n_disagreeing: int
     n_non_finite: int
+    n_unresolved: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,6 +122,10 @@ class CheckResult:
     ignored_gradients : tuple of str
         Entries of the gradient dict that match no parameter (intermediates such as "dZ2"),
         ignored by the check.
+    explained : dict of str to int
+        How many components disagree beyond the correct threshold at the check's step and yet
+        count as agreeing, by reason ("within the noise floor", "kinks", "agree at another
+        step"); the report's headline gives them when the difference is above the threshold.
     """
 
     verdict: Verdict
@@ -132,6 +146,7 @@ class CheckResult:
     corrected: dict[int, float] = field(default_factory=dict)
     ignored_gradients: tuple[str, ...] = ()
     scores: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    explained: dict[str, int] = field(default_factory=dict)
 
     @property
     def numerical_grads(self) -> Any:
@@ -140,7 +155,8 @@ class CheckResult:
 
     @property
     def passed(self) -> bool:
-        return self.verdict is not Verdict.BUG
+        """Neither a bug nor inconclusive (a suspicious verdict passes)."""
+        return self.verdict not in (Verdict.BUG, Verdict.INCONCLUSIVE)
 
     def worst(self, k: int = 10, parameter: str | None = None) -> list[Component]:
         """The ``k`` components that disagree most, worst first (within ``parameter`` if given).
@@ -177,9 +193,21 @@ class CheckResult:
             key=lambda p: (p.verdict.severity, p.n_non_finite > 0, p.adjusted_difference),
         )
 
-    def raise_if_failed(self) -> "CheckResult":
-        """Raise :class:`fastgc.GradientCheckError` (carrying this result) on a bug verdict."""
-        if self.verdict is Verdict.BUG:
+    def raise_if_failed(self, *, allow_inconclusive: bool = False) -> "CheckResult":
+        """Raise :class:`fastgc.GradientCheckError` (carrying this result) on a bug verdict,
+        and on an inconclusive one unless ``allow_inconclusive``.
+
+        Examples
+        --------
+        >>> import numpy as np, fastgc
+        >>> w = np.array([1.0, 2.0])
+        >>> fastgc.check(lambda p: float(np.sum(p["w"] ** 2)), {"w": w}, {"dw": 2 * w},
+        ...              progress=False).raise_if_failed().verdict
+        <Verdict.CORRECT: 'correct'>
+        """
+        if self.verdict is Verdict.BUG or (
+            self.verdict is Verdict.INCONCLUSIVE and not allow_inconclusive
+        ):
             raise GradientCheckError(self)
         return self
 
@@ -199,7 +227,8 @@ class CheckResult:
             ``step``, ``noise_floor``, ``n_parameters``, ``dtype``, ``engine``, ``n_threads``,
             ``n_evaluations``, ``seconds``, ``compile_seconds``, ``parameters`` (one dict per
             parameter, in order), ``reexamined`` (label to count), ``worst_components``,
-            ``ignored_gradients`` and ``notes``. Floats may be inf or NaN (a NaN gradient).
+            ``ignored_gradients``, ``explained`` and ``notes``. Floats may be inf or NaN (a NaN
+            gradient).
 
         Examples
         --------
@@ -248,6 +277,7 @@ class CheckResult:
                     "worst_index": list(report.worst_index),
                     "n_disagreeing": report.n_disagreeing,
                     "n_non_finite": report.n_non_finite,
+                    "n_unresolved": report.n_unresolved,
                 }
                 for report in self.per_parameter.values()
             ],
@@ -256,6 +286,7 @@ class CheckResult:
                 _component_dict(c) for c in reported_components(self, n_worst)
             ],
             "ignored_gradients": list(self.ignored_gradients),
+            "explained": dict(self.explained),
             "notes": zero_numeric_notes(self),
         }
 

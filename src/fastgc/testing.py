@@ -18,7 +18,9 @@ from ._result import CheckResult, Verdict
 
 __all__ = ["assert_gradients", "assert_passed"]
 
-_ALLOWED = {None: Verdict.CORRECT, "suspicious": Verdict.SUSPICIOUS}
+_ALLOWED = {
+    None: Verdict.CORRECT, "suspicious": Verdict.SUSPICIOUS, "inconclusive": Verdict.INCONCLUSIVE
+}
 
 
 def assert_gradients(
@@ -35,9 +37,10 @@ def assert_gradients(
     ----------
     cost, params, grads
         As for :func:`fastgc.check`.
-    allow : {None, "suspicious"}, optional
-        By default a suspicious verdict fails as a bug does; ``allow="suspicious"`` lets it
-        pass (a bug still fails).
+    allow : {None, "suspicious", "inconclusive"}, optional
+        By default a suspicious or inconclusive verdict fails as a bug does;
+        ``allow="suspicious"`` lets a suspicious one pass, ``allow="inconclusive"`` both a
+        suspicious and an inconclusive one (a bug always fails).
     **options
         Any keyword argument of :func:`fastgc.check` (``args``, ``eps``, ``n_threads``, ...).
         The progress bar is off unless ``progress=True`` is passed.
@@ -51,7 +54,7 @@ def assert_gradients(
     ------
     fastgc.GradientCheckError
         An ``AssertionError`` whose message is the full report, when the verdict is a bug, or
-        suspicious and not allowed. ``error.result`` holds the result.
+        suspicious or inconclusive and not allowed. ``error.result`` holds the result.
 
     Examples
     --------
@@ -99,6 +102,7 @@ def assert_passed(result: CheckResult, *, allow: str | None = None) -> CheckResu
 def _allowed(allow: str | None) -> Verdict:
     if allow not in _ALLOWED:
         raise InvalidInputError(
-            f"allow must be None or 'suspicious', got {allow!r} (a bug verdict always fails)"
+            f"allow must be None, 'suspicious' or 'inconclusive', got {allow!r} (a bug verdict "
+            "always fails)"
         )
     return _ALLOWED[allow]

@@ -78,3 +78,33 @@ def test_a_prober_clears_truncation_and_still_finds_the_bug():
         assert result.labels[i] in agreeing
         # The re-examined value is far nearer the exact derivative than the difference at h.
         assert abs(result.corrected[i] - exact[i]) < 0.1 * abs(approx[i] - exact[i])
+
+
+def test_components_beyond_the_re_examination_budget_leave_their_block_inconclusive(
+    monkeypatch,
+):
+    # Truncation at a large step flags all five; a budget of two clears the worst of A and of
+    # B and leaves the other three unexamined: nothing explains them, so both blocks are
+    # inconclusive, not correct.
+    reexamine_module = __import__("sys").modules["fastgc.diagnosis.reexamine"]
+    monkeypatch.setattr(reexamine_module, "REEXAMINE_MINIMUM", 2)
+    theta, layout, steps, approx, exact = problem(3e-3)
+    evidence = evidence_for(theta, layout, steps, approx, exact)
+    prober = Prober(lambda point, i: cost_at(point), theta.copy())
+    result = diagnose(evidence, (1e-7, 1e-3), prober)
+    assert len(result.labels) == 2  # the worst of A and of B
+    assert result.per_parameter["A"].verdict is Verdict.INCONCLUSIVE
+    assert result.per_parameter["A"].n_unresolved == 2
+    assert result.per_parameter["B"].verdict is Verdict.INCONCLUSIVE
+    assert result.per_parameter["B"].n_unresolved == 1
+    assert result.verdict is Verdict.INCONCLUSIVE
+    monkeypatch.setattr(reexamine_module, "REEXAMINE_MINIMUM", 256)
+    full = diagnose(evidence, (1e-7, 1e-3), Prober(lambda point, i: cost_at(point), theta.copy()))
+    assert full.verdict is Verdict.CORRECT
+    assert full.explained == {"agree at another step": 5}
+
+
+def test_verdicts_in_order_of_severity_and_what_passes():
+    order = [Verdict.CORRECT, Verdict.SUSPICIOUS, Verdict.INCONCLUSIVE, Verdict.BUG]
+    assert [v.severity for v in order] == [0, 1, 2, 3]
+    assert Verdict.INCONCLUSIVE == "inconclusive"

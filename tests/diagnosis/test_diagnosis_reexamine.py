@@ -138,3 +138,71 @@ def test_a_block_stops_being_examined_once_enough_bugs_are_found():
     measured = 8 * roundoff_sample(40).size  # 9 fractions of h, theta itself not evaluated
     assert prober.evaluations == measured + ENOUGH_EVIDENCE * 2 * len(STEP_FACTORS)
     assert result.verdict == "bug" and result.per_parameter["W"].n_disagreeing == 40
+
+
+def examine_on_the_ladder(cost, at: float, analytic: float, step: float = STEP, crossed=None):
+    """Re-examine theta = [at], with theta given so that the ladder of larger steps is climbed."""
+    theta = np.array([at])
+    prober = Prober(lambda point, i: cost(float(point[0])), theta)
+    cost_at_theta = cost(at)
+    noise = Noise.estimate(cost_at_theta, theta.dtype, 0.0)
+    examination = Examination(prober.probe, cost_at_theta, noise, 1e-7, crossed, theta)
+    return reexamine(0, analytic, step, examination), prober
+
+
+def swamped(x: float) -> float:
+    # Round-off of 1e6 is ~1e-10, so at h = 1e-7 the slope 1e-2 + 2x is seen to ~1e-3 only.
+    return 1e6 + 1e-2 * x + x * x
+
+
+SWAMPED_SLOPE_AT_01 = 1e-2 + 2 * 0.1
+
+
+def test_the_ladder_resolves_a_component_round_off_swamps_at_small_steps():
+    near, _ = examine(swamped, 0.1, SWAMPED_SLOPE_AT_01 * 1.01)
+    assert near.label is Label.NOISE  # up to 16h nothing is sharp enough
+    right, prober = examine_on_the_ladder(swamped, 0.1, SWAMPED_SLOPE_AT_01)
+    assert right.label is Label.AGREES_LARGER_STEP
+    assert right.estimate == pytest.approx(SWAMPED_SLOPE_AT_01, rel=1e-4)
+    assert prober.evaluations > 2 * len(STEP_FACTORS)
+    wrong, _ = examine_on_the_ladder(swamped, 0.1, SWAMPED_SLOPE_AT_01 * 1.01)
+    assert wrong.label is Label.LIKELY_BUG
+    assert wrong.estimate == pytest.approx(SWAMPED_SLOPE_AT_01, rel=1e-3)
+    doubled, _ = examine_on_the_ladder(swamped, 0.1, 2 * SWAMPED_SLOPE_AT_01)
+    assert doubled.label is Label.LIKELY_BUG
+
+
+@pytest.mark.parametrize("distance", [3e-5, 1e-4, 1e-3])
+def test_the_ladder_stops_at_a_kink_and_its_estimates_are_the_slope_on_theta_s_side(distance):
+    def kinked_far(x):  # a kink above theta, crossed by the ladder's upper rungs
+        return swamped(x) + 0.5 * abs(x - (0.1 + distance))
+
+    slope = SWAMPED_SLOPE_AT_01 - 0.5
+    right, _ = examine_on_the_ladder(kinked_far, 0.1, slope)
+    assert right.label in (Label.NOISE, Label.AGREES_LARGER_STEP), right
+    wrong, _ = examine_on_the_ladder(kinked_far, 0.1, 1.05 * slope)
+    assert wrong.label in (Label.NOISE, Label.LIKELY_BUG), wrong
+    if wrong.label is Label.LIKELY_BUG:
+        assert wrong.estimate == pytest.approx(slope, rel=1e-3)
+
+
+def test_the_ladder_stops_where_the_signature_changes():
+    asked = []
+
+    def crossed(i, s):
+        asked.append(s)
+        return s > 1e-5
+
+    result, _ = examine_on_the_ladder(swamped, 0.1, SWAMPED_SLOPE_AT_01, crossed=crossed)
+    assert result.label is Label.NOISE
+    assert max(asked) <= 4e-5
+
+
+def test_a_step_that_vanishes_at_a_large_theta_is_no_evidence_and_no_crash():
+    # At 3e8 the float64 spacing is 6e-8: h / 4 = 2.5e-8 rounds away.
+    def cost(x):
+        return 2.0 * x
+
+    result, _ = examine_on_the_ladder(cost, 3e8, 3.0)
+    assert result.label is Label.LIKELY_BUG
+    assert result.estimate == pytest.approx(2.0, rel=1e-6)

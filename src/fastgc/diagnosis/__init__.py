@@ -6,13 +6,18 @@ small blocks, raises false alarms in float32 and on zero gradients, and is blind
 1. Each component is compared with a tolerance made of the attainable relative accuracy of the
    dtype and a *noise floor*: the round-off of the cost, ``FLOOR_FACTOR * u * |J| / h``, which
    a two-sided difference at step ``h`` cannot see below (:mod:`.noise`).
+   Where the floor is too large to vouch for agreement (a large share of the component, and
+   not negligible next to the typical gradient, or hiding most of a block whose gradient is
+   not zero), components beyond the relative tolerance are flagged all the same.
 2. Disagreeing components are re-examined at steps from h/4 to 16h (one-sided slopes, and
    Richardson's fourth-order combinations of central differences), and labelled: agreement at
    another step (round-off or truncation), a kink (one-sided slopes that jump, or a change of
    the user's signature), a likely bug (every estimate agrees with the others and not with the
-   analytic value) or noise (:mod:`.reexamine`).
+   analytic value) or unresolved. A component still unresolved climbs a ladder of larger
+   steps until round-off stops dominating (:mod:`.reexamine`).
 3. Each parameter block gets the lecture's number recomputed with the re-examined values and the
-   noise floor subtracted, and a verdict; the overall verdict is the worst of them
+   noise floor subtracted, and a verdict; a block that is not a bug and holds unresolved
+   components is inconclusive, never correct. The overall verdict is the worst of them
    (:mod:`.scoring`).
 """
 
@@ -23,13 +28,21 @@ from typing import Callable
 
 import numpy as np
 
-from .._result import ParameterReport, Verdict
+from .._result import Label, ParameterReport, Verdict
 from .evidence import Evidence
 from .kinks import signature_crossing
 from .noise import Noise, effective_thresholds, measure_roundoff, roundoff_sample
 from .probe import Prober
 from .reexamine import Examination, reexamine, reexamine_flagged
-from .scoring import flag, lecture_difference, overall_verdict, parameter_reports, score
+from .scoring import (
+    count_beyond,
+    flag,
+    lecture_difference,
+    overall_verdict,
+    parameter_reports,
+    resolution,
+    score,
+)
 
 __all__ = [
     "Diagnosis",
@@ -66,6 +79,10 @@ class Diagnosis:
         The noise floor at the median step.
     thresholds : (float, float)
         The (correct, bug) thresholds used, raised to what the dtype attains.
+    explained : dict of str to int
+        Components beyond the relative tolerance at the check's step that count as agreeing,
+        by reason: "within the noise floor", "kinks", "agree at another step" (only the
+        reasons that occur).
     """
 
     verdict: Verdict
@@ -75,6 +92,7 @@ class Diagnosis:
     scores: np.ndarray
     noise_floor: float
     thresholds: tuple[float, float]
+    explained: dict[str, int]
 
 
 def diagnose(
@@ -106,14 +124,18 @@ def diagnose(
     Diagnosis
     """
     correct, bug = effective_thresholds(thresholds, evidence.layout.dtype)
-    noise, flagged, ratio = _noise_and_flagged(evidence, correct, prober)
+    noise, flagged, ratio = _noise_and_flagged(evidence, (correct, bug), prober)
     examination = None  # without a prober nothing can be evaluated again
     if prober is not None:
-        examination = Examination(prober.probe, evidence.cost_at_theta, noise, correct, crossed)
+        examination = Examination(
+            prober.probe, evidence.cost_at_theta, noise, correct, crossed, prober.theta,
+            resolution(evidence, bug),
+        )
     findings = reexamine_flagged(flagged, ratio, evidence, examination)
     scores, totals = score(evidence, noise.bound, findings.corrected, findings.unjudged)
     per_parameter = parameter_reports(
-        evidence, totals, scores, flagged, findings.likely_bug, (correct, bug)
+        evidence, totals, scores, flagged, findings.likely_bug, (correct, bug),
+        findings.unresolved,
     )
     return Diagnosis(
         verdict=overall_verdict(totals, per_parameter, (correct, bug)),
@@ -125,21 +147,39 @@ def diagnose(
         scores=scores,
         noise_floor=noise.bound / evidence.steps.typical,  # the floor of component i is bound / h_i
         thresholds=(correct, bug),
+        explained=_explained(evidence, correct, flagged, findings.labels),
     )
 
 
+def _explained(
+    evidence: Evidence, correct: float, flagged: np.ndarray, labels: dict[int, str]
+) -> dict[str, int]:
+    """Why components beyond the relative tolerance still count as agreeing, with counts."""
+    with np.errstate(invalid="ignore"):
+        gaps = evidence.approx[flagged] - evidence.dtheta[flagged]
+    flagged_finite = int(np.count_nonzero(np.isfinite(gaps)))
+    agreeing = {Label.AGREES_LARGER_STEP.value, Label.AGREES_SMALLER_STEP.value}
+    counts = {
+        "within the noise floor": count_beyond(evidence, correct) - flagged_finite,
+        "kinks": sum(label == Label.KINK.value for label in labels.values()),
+        "agree at another step": sum(label in agreeing for label in labels.values()),
+    }
+    return {reason: count for reason, count in counts.items() if count > 0}
+
+
 def _noise_and_flagged(
-    evidence: Evidence, correct: float, prober: Prober | None
+    evidence: Evidence, thresholds: tuple[float, float], prober: Prober | None
 ) -> tuple[Noise, np.ndarray, np.ndarray]:
     """The noise of J, and the components that disagree beyond it (with by how much)."""
     dtype, cost_at_theta = evidence.layout.dtype, evidence.cost_at_theta
+    correct, finest = thresholds[0], resolution(evidence, thresholds[1])
     noise = Noise.estimate(cost_at_theta, dtype, 0.0)
-    flagged, ratio = flag(evidence, correct, noise.bound)
+    flagged, ratio = flag(evidence, correct, noise.bound, finest)
     if flagged.size and prober is not None:
         # A measured round-off can only raise the floor and clear components, so it is
         # needed only when some disagree.
         sample = roundoff_sample(evidence.layout.size)
         measured = measure_roundoff(prober.near, cost_at_theta, sample, evidence.steps)
         noise = Noise.estimate(cost_at_theta, dtype, measured)
-        flagged, ratio = flag(evidence, correct, noise.bound)
+        flagged, ratio = flag(evidence, correct, noise.bound, finest)
     return noise, flagged, ratio

@@ -9,10 +9,17 @@ one cost evaluation) and a truncation estimate from the next coarser level: Rich
 fourth-order central differences at h/2, h and 16h, and the one-sided slopes on each side at
 h/4 (their drift over h/4, h/2, h as truncation). A kink crossed on one side spoils that side
 only, so the two sides disagreeing is the signature of a kink.
+
+A component left unresolved (round-off swamps every estimate up to 16h, as in a block whose
+gradients are tiny next to the cost, or in float32) climbs a ladder of larger steps, doubling
+from 16h, until Richardson's estimate is sharp enough to decide or truncation, a kink or the
+size of theta_i stops the climb (:func:`climb`). What is still unresolved stays
+``Label.NOISE``, and counts as unresolved, never as agreement.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -32,6 +39,13 @@ REEXAMINE_MAXIMUM = 2000
 ENOUGH_EVIDENCE = 16
 # The steps, as multiples of h, at which the cost is evaluated on both sides.
 STEP_FACTORS = (0.25, 0.5, 1.0, 2.0, 8.0, 16.0)
+# The ladder of larger steps: at most this many doublings beyond 16h, never beyond
+# LADDER_REACH * max(1, |theta_i|), and it stops once truncation makes the estimate
+# LADDER_GIVE_UP times worse than the best seen.
+LADDER_LEVELS = 30
+LADDER_REACH = 0.5
+LADDER_GIVE_UP = 16.0
+LADDER_SHARP = 1e-3
 
 Probe = Callable[[int, float], tuple[float, float, float, float]]
 
@@ -53,6 +67,12 @@ class Examination:
         The relative tolerance (the effective correct threshold).
     crossed : callable, optional
         ``crossed(i, s)``: whether the user's signature changes at theta +/- s e_i.
+    theta : ndarray, optional
+        The flat parameters, for the reach of the ladder of larger steps (``LADDER_REACH``
+        times ``max(1, |theta_i|)``); without it the ladder is not climbed.
+    resolution : float, default 0.0
+        An absolute uncertainty small enough for agreement on the ladder whatever the size of
+        the component (the bug threshold times the RMS of the analytic gradient).
     """
 
     probe: Probe
@@ -60,6 +80,8 @@ class Examination:
     noise: Noise
     rtol: float
     crossed: Callable[[int, float], bool] | None = None
+    theta: np.ndarray | None = None
+    resolution: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +107,15 @@ class SidedSlopes:
     forward: float
     backward: float
 
+    @classmethod
+    def measure(cls, probe: Probe, i: int, step: float, cost_at_theta: float) -> "SidedSlopes":
+        """Evaluate J on both sides of theta[i] at ``step``."""
+        j_plus, j_minus, up, down = probe(i, step)
+        return cls(
+            forward=_quotient(j_plus - cost_at_theta, up),
+            backward=_quotient(cost_at_theta - j_minus, down),
+        )
+
     @property
     def central(self) -> float:
         return 0.5 * (self.forward + self.backward)
@@ -105,11 +136,7 @@ class Slopes:
         """Evaluate J on both sides of theta[i] at every step factor, smallest first."""
         at = {}
         for factor in STEP_FACTORS:
-            j_plus, j_minus, up, down = probe(i, step * factor)
-            at[factor] = SidedSlopes(
-                forward=(j_plus - cost_at_theta) / up,
-                backward=(cost_at_theta - j_minus) / down,
-            )
+            at[factor] = SidedSlopes.measure(probe, i, step * factor, cost_at_theta)
         return cls(at)
 
     def central(self, factor: float) -> float:
@@ -126,6 +153,12 @@ class Slopes:
             _drift(quarter.forward, half.forward, one.forward),
             _drift(quarter.backward, half.backward, one.backward),
         )
+
+
+def _quotient(change: float, step: float) -> float:
+    """A difference quotient; NaN where the step vanished in theta's dtype (a large
+    |theta_i|), which no judgement trusts."""
+    return change / step if step != 0.0 else float("nan")
 
 
 def _drift(quarter: float, half: float, one: float) -> float:
@@ -190,8 +223,14 @@ def reexamine(i: int, analytic: float, step: float, examination: Examination) ->
         # One side matches backprop and the other does not: that side crossed a kink.
         return Reexamination(Label.KINK, analytic)
     if kinked:
-        return _judge_at_kink(slopes, forward, backward, roundoff, judge)
-    return _judge_smooth(slopes, step, examination.noise.typical, judge)
+        judged = _judge_at_kink(slopes, forward, backward, roundoff, judge)
+    else:
+        judged = _judge_smooth(slopes, step, examination.noise.typical, judge)
+        if judged.label is Label.NOISE:
+            judged = climb(i, step, slopes, judge, examination) or judged
+    if judged.label is Label.NOISE:
+        return _judge_calm_side(slopes, roundoff, judge) or judged
+    return judged
 
 
 def _nearest_sides(slopes: Slopes, roundoff: float) -> tuple[Estimate, Estimate]:
@@ -272,6 +311,141 @@ def _judge_smooth(slopes: Slopes, step: float, one_ulp: float, judge: _Judge) ->
     return Reexamination(Label.NOISE, judge.analytic)
 
 
+@dataclass(frozen=True)
+class _Rung:
+    """One rung of the ladder of larger steps: the step, the one-sided slopes there, and
+    Richardson's estimate from them and the rung below."""
+
+    step: float
+    slopes: SidedSlopes
+    richardson: float
+
+
+def climb(
+    i: int, step: float, slopes: Slopes, judge: _Judge, examination: Examination
+) -> Reexamination | None:
+    """Larger steps for a component that every estimate up to 16h left unresolved.
+
+    Doubling from 16h, each rung s gives Richardson's ``R(s) = (4 C(s/2) - C(s)) / 3`` with an
+    uncertainty of ``3 delta / s`` (round-off) plus ``|R(s) - R(2s)| / 15`` (truncation, from
+    the rung above). Agreement needs an estimate sharp enough to see an error of
+    ``LADDER_SHARP`` of the value (or the tolerance, or the resolution); a likely bug needs
+    three rungs in a row that agree with one another far better than with backprop, and
+    one-sided slopes that, extrapolated, meet. The climb stops at a kink (the user's
+    signature changes, or the gap between the one-sided slopes stops growing in proportion to
+    the step), at a non-finite value, once truncation dominates, or at the reach of theta_i.
+
+    Returns
+    -------
+    Reexamination or None
+        None when nothing was decided (or ``examination.theta`` is not given).
+    """
+    if examination.theta is None:
+        return None
+    reach = LADDER_REACH * max(1.0, abs(float(examination.theta[i])))
+    delta = examination.noise.bound
+    within_floor = judge.discrepancy <= delta / step
+    rungs = [_Rung(16.0 * step, slopes.at[16.0], slopes.richardson(16.0))]
+    best = math.inf
+    for _ in range(LADDER_LEVELS):
+        s = 2.0 * rungs[-1].step
+        if s > reach or (examination.crossed is not None and examination.crossed(i, s)):
+            return None
+        sided = SidedSlopes.measure(examination.probe, i, s, examination.cost_at_theta)
+        if not math.isfinite(sided.central) or _kink_between(rungs[-1], sided, delta / s):
+            return None
+        rungs.append(_Rung(s, sided, (4.0 * rungs[-1].slopes.central - sided.central) / 3.0))
+        decided, uncertainty = _decide_on_rung(
+            rungs, delta, judge, examination.resolution, within_floor
+        )
+        if decided is not None:
+            return decided
+        best = min(best, uncertainty)
+        if uncertainty > LADDER_GIVE_UP * best:
+            return None
+    return None
+
+
+def _kink_between(below: _Rung, sided: SidedSlopes, roundoff: float) -> bool:
+    """Smooth, the gap between the one-sided slopes is J'' s: it doubles with the step. A kink
+    crossed between the two rungs makes it jump instead. ``roundoff`` is delta / s."""
+    return abs(sided.gap - 2.0 * below.slopes.gap) > 0.5 * abs(sided.gap) + 20.0 * roundoff
+
+
+def _sides_meet(below: _Rung, rung: _Rung, delta: float, allowed: float) -> bool:
+    """Whether the one-sided slopes, each extrapolated to a zero step (``2 F(s/2) - F(s)``),
+    meet within ``allowed`` plus their round-off: smooth, both reach J' up to O(s^2); a kink
+    crossed on one side leaves that side's extrapolation elsewhere."""
+    forward = 2.0 * below.slopes.forward - rung.slopes.forward
+    backward = 2.0 * below.slopes.backward - rung.slopes.backward
+    return abs(forward - backward) <= allowed + 12.0 * delta / rung.step
+
+
+def _decide_on_rung(
+    rungs: list[_Rung], delta: float, judge: _Judge, resolution: float, within_floor: bool
+) -> tuple[Reexamination | None, float]:
+    """Judge the rung below the top one (the top one gives its truncation); its uncertainty."""
+    rung, above = rungs[-2], rungs[-1]
+    estimate = Estimate(
+        rung.richardson, 3.0 * delta / rung.step + abs(rung.richardson - above.richardson) / 15.0
+    )
+    scale = abs(estimate.value) + abs(judge.analytic)
+    tolerance = judge.rtol * scale
+    # Agreement needs an estimate sharp enough to see an error of LADDER_SHARP of the value,
+    # or one negligible next to the typical gradient that still sees a tenth of the value;
+    # and, unless the disagreement at h was within the floor there (a floor too large to
+    # vouch), sharper than that disagreement.
+    sharp = 3.0 * estimate.uncertainty <= max(
+        LADDER_SHARP * scale, tolerance, min(resolution, 0.1 * scale)
+    )
+    explains = within_floor or 6.0 * estimate.uncertainty < max(judge.discrepancy, tolerance)
+    if sharp and explains and judge.agrees(estimate):
+        return Reexamination(Label.AGREES_LARGER_STEP, estimate.value), estimate.uncertainty
+    if len(rungs) >= 3:
+        spread = max(abs(rung.richardson - rungs[-3].richardson),
+                     abs(rung.richardson - above.richardson))
+        miss = abs(estimate.value - judge.analytic)
+        if miss > 3.0 * estimate.uncertainty + tolerance and miss > 4.0 * spread and (
+            _sides_meet(rungs[-3], rung, delta, 0.25 * miss)
+        ):
+            return Reexamination(Label.LIKELY_BUG, estimate.value), estimate.uncertainty
+    return None, estimate.uncertainty
+
+
+# Where to look for a calm side: over h/4 ... limit, extrapolated from the step pairs
+# (far, near), each ``2 S(s/2) - S(s)`` at its s.
+_CALM_RANGES = ((16.0, 16.0, 2.0), (2.0, 2.0, 1.0))
+
+
+def _judge_calm_side(slopes: Slopes, roundoff: float, judge: _Judge) -> Reexamination | None:
+    """A kink crossed on one side: over h/4 ... 16h (or ... 2h, when the other side meets a
+    kink of its own further out) that side's slope moves far more than the other's. The calm
+    side, extrapolated to a zero step, is the derivative on theta's own side: when it agrees,
+    a kink explains the disagreement. (A miss is no evidence of a bug here: a second kink
+    further out on the calm side would look the same.) ``roundoff`` is that of a one-sided
+    slope at h/4."""
+    for limit, far_at, near_at in _CALM_RANGES:
+        factors = [f for f in STEP_FACTORS if f <= limit]
+        moves = [max(abs(_side(slopes, f, side) - _side(slopes, factors[0], side))
+                     for f in factors) for side in ("forward", "backward")]
+        if not max(moves) > 4.0 * min(moves) + 8.0 * roundoff:
+            continue
+        side = "forward" if moves[0] < moves[1] else "backward"
+        far = 2.0 * _side(slopes, far_at / 2, side) - _side(slopes, far_at, side)
+        near = 2.0 * _side(slopes, near_at / 2, side) - _side(slopes, near_at, side)
+        # Round-off of 2 S(s/2) - S(s): three times that of a slope at s/2.
+        estimate = Estimate(far, 3.0 * roundoff * 0.25 / (far_at / 2) + abs(far - near))
+        if not judge.sharp(estimate):
+            continue
+        if judge.agrees(estimate):
+            return Reexamination(Label.KINK, judge.analytic)
+    return None
+
+
+def _side(slopes: Slopes, factor: float, side: str) -> float:
+    return getattr(slopes.at[factor], side)
+
+
 def _between(value: float, forward: Estimate, backward: Estimate) -> bool:
     """Is ``value`` between the one-sided slopes (a subgradient at a kink), each side widened
     by its own uncertainty?"""
@@ -290,6 +464,8 @@ class Findings:
     corrected: dict[int, float] = field(default_factory=dict)  # better numeric estimates
     unjudged: set[int] = field(default_factory=set)  # cleared, kinked or too noisy to count
     likely_bug: set[int] = field(default_factory=set)
+    # Disagreeing with nothing to explain it: too noisy at every step, or not re-examined.
+    unresolved: set[int] = field(default_factory=set)
 
 
 def reexamine_flagged(
@@ -324,11 +500,12 @@ def reexamine_flagged(
         examined, cleared_blocks = _reexamine_within_budget(
             candidates, candidate_ratio, evidence, examination, findings
         )
-    # Flagged components left over once the budget is spent are judged like the block's
-    # re-examined ones: if re-examination cleared some of them, the rest are not counted.
+    # Flagged components left over once the budget is spent do not count against a block in
+    # which re-examination cleared some, but nothing explains them: they are unresolved.
     for i in candidates:
         if int(i) not in examined and int(evidence.layout.block_of(i)) in cleared_blocks:
             findings.unjudged.add(int(i))
+            findings.unresolved.add(int(i))
     return findings
 
 
@@ -361,6 +538,8 @@ def _reexamine_within_budget(
             findings.likely_bug.add(i)
             bugs_per_block[block] += 1
         else:
+            if result.label is Label.NOISE:
+                findings.unresolved.add(i)
             findings.unjudged.add(i)
             cleared_blocks.add(block)
     return examined, cleared_blocks

@@ -10,21 +10,35 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import numpy as np
 
 from .._layout import Layout
+from .._steps import UNIT_ROUNDOFF
 from .._result import ParameterReport, Verdict, worst_verdict
 from .evidence import Evidence
 
 CHUNK = 1 << 14
 
 
+# Agreement within the noise floor is no evidence where the floor is a large share of the
+# component itself and not negligible next to the typical gradient (|theta| near 1e8 with the
+# float64 step of 1e-7, say): such components are flagged once beyond the relative tolerance.
+BLIND_SHARE = 0.1
+RESOLUTION_FACTOR = 10.0
+ZERO_ULPS = 64.0
+
+
 def flag(
-    evidence: Evidence, rtol: float, floor_scale: float
+    evidence: Evidence, rtol: float, floor_scale: float, resolution: float = math.inf
 ) -> tuple[np.ndarray, np.ndarray]:
     """Components beyond ``rtol * (|a| + |d|) + floor`` (or non-finite), and by how much.
+
+    Also those beyond ``rtol * (|a| + |d|)`` whose floor hides the component (above
+    ``BLIND_SHARE * (|a| + |d|)``) and is either above ``resolution`` or in a block whose
+    floor hides most components while its analytic gradient is not zero.
 
     Parameters
     ----------
@@ -34,6 +48,9 @@ def flag(
         The relative tolerance.
     floor_scale : float
         The noise floor of component i is ``floor_scale / h_i``.
+    resolution : float, default inf
+        A floor above this (and above ``BLIND_SHARE * (|a| + |d|)``) cannot vouch for
+        agreement (see :func:`resolution`).
 
     Returns
     -------
@@ -43,20 +60,101 @@ def flag(
         Each one's error over its tolerance (NaN or inf where a value is not finite).
     """
     approx, dtheta, steps = evidence.approx, evidence.dtheta, evidence.steps
+    blind_blocks = _blind_blocks(evidence, floor_scale)
     flagged, ratios = [], []
     for start in range(0, approx.shape[0], CHUNK):
         stop = min(approx.shape[0], start + CHUNK)
         a, d = approx[start:stop], dtheta[start:stop]
         with np.errstate(invalid="ignore", over="ignore"):
             error = np.abs(a - d)
-            tolerance = np.abs(a)
-            tolerance += np.abs(d)
-            tolerance *= rtol
-            tolerance += floor_scale / steps.over(start, stop)
-            outside = np.flatnonzero(~(error <= tolerance))  # NaN and Inf included
+            relative = np.abs(a)
+            relative += np.abs(d)
+            floor = floor_scale / steps.over(start, stop)
+            outside = ~(error <= rtol * relative + floor)  # NaN and Inf included
+            if np.isfinite(resolution):
+                hidden = floor > BLIND_SHARE * relative
+                blind = hidden & (floor > resolution)
+                if blind_blocks.any():
+                    blocks = evidence.layout.block_of(np.arange(start, stop))
+                    blind |= hidden & blind_blocks[blocks]
+                outside |= blind & (error > rtol * relative)
+            outside = np.flatnonzero(outside)
         flagged.append(outside + start)
-        ratios.append(error[outside] / tolerance[outside])
+        ratios.append(error[outside] / (rtol * relative[outside] + floor_at(floor, outside)))
     return np.concatenate(flagged), np.concatenate(ratios)
+
+
+def _blind_blocks(evidence: Evidence, floor_scale: float) -> np.ndarray:
+    """Per block, whether the floor hides most of its components (above ``BLIND_SHARE`` of
+    ``|a| + |d|``) while its analytic gradient is not zero (beyond ``ZERO_ULPS`` units of
+    round-off of the RMS gradient): the step sees nothing of such a block, however small its
+    gradients are next to the others'."""
+    layout, n_blocks = evidence.layout, len(evidence.layout.names)
+    # Below this an analytic gradient is round-off of zero (a bias before a batch norm).
+    n = max(evidence.approx.shape[0], 1)
+    negligible = ZERO_ULPS * UNIT_ROUNDOFF[np.dtype(layout.dtype)] * math.sqrt(
+        float(np.sum(evidence.block_norms[:, 2])) / n
+    )
+    hidden = np.zeros(n_blocks, dtype=np.int64)
+    nonzero = np.zeros(n_blocks, dtype=np.int64)
+    for start in range(0, evidence.approx.shape[0], CHUNK):
+        stop = min(evidence.approx.shape[0], start + CHUNK)
+        a, d = evidence.approx[start:stop], evidence.dtheta[start:stop]
+        blocks = layout.block_of(np.arange(start, stop))
+        with np.errstate(invalid="ignore", over="ignore"):
+            floor = floor_scale / evidence.steps.over(start, stop)
+            hides = floor > BLIND_SHARE * (np.abs(a) + np.abs(d))
+        hidden += np.bincount(blocks[hides], minlength=n_blocks)
+        nonzero += np.bincount(blocks[~(np.abs(d) <= negligible)], minlength=n_blocks)
+    sizes = np.diff(layout.offsets)
+    return (2 * hidden > sizes) & (nonzero > 0)
+
+
+def count_beyond(evidence: Evidence, rtol: float) -> int:
+    """How many finite components disagree by more than ``rtol * (|a| + |d|)``.
+
+    Parameters
+    ----------
+    evidence : Evidence
+    rtol : float
+
+    Returns
+    -------
+    int
+    """
+    approx, dtheta, total = evidence.approx, evidence.dtheta, 0
+    for start in range(0, approx.shape[0], CHUNK):
+        a, d = approx[start:start + CHUNK], dtheta[start:start + CHUNK]
+        with np.errstate(invalid="ignore", over="ignore"):
+            total += int(np.count_nonzero(np.abs(a - d) > rtol * (np.abs(a) + np.abs(d))))
+    return total
+
+
+def floor_at(floor: float | np.ndarray, positions: np.ndarray) -> float | np.ndarray:
+    """The floor at ``positions`` of a chunk (one float when the steps are all equal)."""
+    return floor[positions] if isinstance(floor, np.ndarray) else floor
+
+
+def resolution(evidence: Evidence, bug: float) -> float:
+    """The largest noise floor that still vouches for agreement: ``RESOLUTION_FACTOR * bug``
+    times the RMS of the analytic gradient, so that an error of that share of a typical
+    component stays visible (inf where the gradient is not finite or theta is empty).
+
+    Parameters
+    ----------
+    evidence : Evidence
+    bug : float
+        The effective bug threshold.
+
+    Returns
+    -------
+    float
+    """
+    n = evidence.approx.shape[0]
+    squared = float(np.sum(evidence.block_norms[:, 2]))
+    if n == 0 or not math.isfinite(squared):
+        return math.inf
+    return RESOLUTION_FACTOR * bug * math.sqrt(squared / n)
 
 
 @dataclass
@@ -85,6 +183,16 @@ class _Sparse:
         numeric = estimate.copy()
         numeric[self.corrected_at[found] - start] = self.corrected_values[found]
         return numeric
+
+    def floor(self, floor: float | np.ndarray, start: int, stop: int) -> float | np.ndarray:
+        """The noise floor of the chunk start:stop, zero where a re-examined value replaces
+        the difference at h: its own uncertainty, far below that floor, was judged already."""
+        found = self.within(self.corrected_at, start, stop)
+        if found.stop <= found.start:
+            return floor
+        chunk_floor = np.array(np.broadcast_to(floor, (stop - start,)), dtype=np.float64)
+        chunk_floor[self.corrected_at[found] - start] = 0.0
+        return chunk_floor
 
     def clear_unjudged(self, residual: np.ndarray, start: int, stop: int) -> None:
         """Zero the residual (of the chunk start:stop) of the components not judged."""
@@ -201,7 +309,7 @@ def _score_chunk(
         if not all_finite:
             raw_error[~finite] = np.inf
         residual = (raw_error if numeric is estimate else np.abs(numeric - analytic)) - (
-            floor_scale / evidence.steps.over(start, stop)
+            sparse.floor(floor_scale / evidence.steps.over(start, stop), start, stop)
         )
         np.maximum(residual, 0.0, out=residual)
         sparse.clear_unjudged(residual, start, stop)
@@ -260,14 +368,21 @@ def _verdict(difference: float, correct: float, bug: float) -> Verdict:
 def parameter_reports(
     evidence: Evidence, totals: _BlockTotals, scores: np.ndarray, flagged: np.ndarray,
     likely_bug: set[int], thresholds: tuple[float, float],
+    unresolved: AbstractSet[int] = frozenset(),
 ) -> dict[str, ParameterReport]:
     """One :class:`ParameterReport` per block, in the order of the layout.
 
     A block's verdict comes from its adjusted difference, made worse by the score of its worst
-    likely bug: a single wrong entry in a large block is a bug however small its share.
+    likely bug: a single wrong entry in a large block is a bug however small its share. A
+    block that is not a bug and holds ``unresolved`` components (disagreeing, with nothing to
+    explain it) is inconclusive: the absence of a judgement is not agreement.
     """
     layout, (correct, bug) = evidence.layout, thresholds
     disagreeing = np.bincount(layout.block_of(flagged), minlength=len(layout.names))
+    n_unresolved = np.bincount(
+        layout.block_of(np.fromiter(unresolved, dtype=np.int64, count=len(unresolved))),
+        minlength=len(layout.names),
+    )
     worst_bug_score = _worst_score_per_block(layout, likely_bug, scores)
     per_parameter = {}
     for k, (name, shape) in enumerate(zip(layout.names, layout.shapes)):
@@ -278,6 +393,8 @@ def parameter_reports(
             verdict = _verdict(adjusted, correct, bug)
             if k in worst_bug_score:
                 verdict = worst_verdict([verdict, _verdict(worst_bug_score[k], correct, bug)])
+            if n_unresolved[k] and verdict is not Verdict.BUG:
+                verdict = Verdict.INCONCLUSIVE
         per_parameter[name] = ParameterReport(
             name=name,
             shape=tuple(shape),
@@ -291,6 +408,7 @@ def parameter_reports(
             ),
             n_disagreeing=int(disagreeing[k]),
             n_non_finite=int(totals.n_non_finite[k]),
+            n_unresolved=int(n_unresolved[k]),
         )
     return per_parameter
 

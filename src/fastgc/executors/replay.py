@@ -1,0 +1,113 @@
+"""The serial replay: a few differences of a parallel run evaluated again, one at a time.
+
+The kernels are bitwise invariant to the thread count, so a deterministic cost gives the same
+bits whichever thread evaluated it. A cost that keeps shared state (a cache of activations, a
+scratch buffer in its arguments) or that is not a function of the parameters it is handed
+gives other numbers, and no verdict can be drawn from them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .._errors import IrreproducibleCostError
+from .._validation import where_in_params
+from ..engines import get_engine
+
+if TYPE_CHECKING:
+    from .._cost import Cost
+    from .._steps import StepRule
+
+# The most disagreeing components, where a corrupted value shows first, and a few spread
+# over theta: 2 * (REPLAY_WORST + REPLAY_SPREAD) serial evaluations at most.
+REPLAY_WORST = 4
+REPLAY_SPREAD = 4
+
+
+def replay_sample(approx: np.ndarray, dtheta: np.ndarray) -> np.ndarray:
+    """The indices to replay: the ``REPLAY_WORST`` most disagreeing, and ``REPLAY_SPREAD``
+    evenly spread ones.
+
+    Parameters
+    ----------
+    approx, dtheta : ndarray of float64, shape (n,)
+        Numeric and analytic gradients.
+
+    Returns
+    -------
+    ndarray of int64
+        Distinct indices in increasing order.
+    """
+    n = approx.shape[0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        relative = np.abs(approx - dtheta) / (np.abs(approx) + np.abs(dtheta))
+    relative = np.nan_to_num(relative, nan=0.0, posinf=0.0)
+    worst = np.argsort(-relative, kind="stable")[:REPLAY_WORST]
+    spread = np.linspace(0, n - 1, min(REPLAY_SPREAD, n)).astype(np.int64)
+    return np.unique(np.concatenate([worst, spread]).astype(np.int64))
+
+
+def confirm_reproducible(
+    cost: "Cost", theta: np.ndarray, steps: "StepRule", approx: np.ndarray, dtheta: np.ndarray
+) -> int:
+    """Replay a sample of ``approx`` serially; raise if any difference comes back other.
+
+    Parameters
+    ----------
+    cost : Cost
+    theta : ndarray, shape (n,)
+        The flat parameters (copied once, never modified).
+    steps : StepRule
+    approx, dtheta : ndarray of float64, shape (n,)
+        The differences of the run, and the analytic gradient (to pick the sample).
+
+    Returns
+    -------
+    int
+        How many evaluations of the cost the replay took.
+
+    Raises
+    ------
+    IrreproducibleCostError
+        Naming the indices and both values.
+    """
+    indices = replay_sample(approx, dtheta)
+    if not indices.size:
+        return 0
+    scratch = theta[np.newaxis].copy()
+    run = get_engine("python").make_runner(cost, scratch)
+    again = np.empty(indices.shape[0])
+    failed = np.empty(1, dtype=np.int64)
+    run(indices, steps.take(indices), again, failed)
+    replayed = indices.shape[0] if failed[0] < 0 else int(failed[0])
+    first = approx[indices]
+    differ = np.flatnonzero(first[:replayed].view(np.uint64) != again[:replayed].view(np.uint64))
+    if failed[0] >= 0 or differ.size:
+        _raise_irreproducible(cost, indices, first, again, differ, int(failed[0]))
+    return 2 * indices.shape[0]
+
+
+def _raise_irreproducible(
+    cost: "Cost", indices: np.ndarray, first: np.ndarray, again: np.ndarray,
+    differ: np.ndarray, failed_at: int,
+) -> None:
+    positions = differ.tolist() + ([failed_at] if failed_at >= 0 else [])
+    shown = [int(indices[k]) for k in positions]
+    parallel = tuple(float(first[k]) for k in positions)
+    serial = tuple(float(again[k]) if k != failed_at else float("nan") for k in positions)
+    pairs = "; ".join(
+        f"theta[{i}] ({where_in_params(cost.layout, i)}): {p!r} then {s!r}"
+        for i, p, s in zip(shown[:5], parallel, serial)
+    )
+    raise IrreproducibleCostError(
+        f"the cost gave other numbers when {len(shown)} of {indices.shape[0]} differences "
+        f"were evaluated again, one at a time, at the same parameters ({pairs}). The check "
+        "runs on several threads and its kernels give the same bits on any thread, so the "
+        "cost is not thread-safe (a cache of activations, a scratch buffer or other state "
+        "shared between calls) or not a function of the parameters it is given. Make it "
+        "thread-safe, or pass n_threads=1",
+        indices=tuple(shown), parallel=parallel, serial=serial,
+        location=cost.layout.locate(shown[0]),
+    )

@@ -1,0 +1,107 @@
+"""The serial replay after a parallel run: numbers that cannot be reproduced are an error."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+import fastgc
+import models
+from conftest import TWO_THREADS, require_engine, run
+from fastgc.executors.replay import REPLAY_SPREAD, REPLAY_WORST, replay_sample
+
+pytestmark = pytest.mark.skipif(TWO_THREADS < 2, reason="needs two threads")
+
+rng = np.random.default_rng(1)
+X = rng.standard_normal((6, 40))
+Y = rng.standard_normal((3, 40))
+PARAMS = {"W1": rng.standard_normal((8, 6)) * 0.5, "W2": rng.standard_normal((3, 8)) * 0.5}
+
+
+def grads(p):
+    A = np.tanh(p["W1"] @ X)
+    dZ = 2 * (p["W2"] @ A - Y) / X.shape[1]
+    return {"dW1": ((p["W2"].T @ dZ) * (1 - A**2)) @ X.T, "dW2": dZ @ A.T}
+
+
+class CachingLayer:
+    """Keeps its activations between the forward pass and the loss: not thread-safe."""
+
+    def __init__(self) -> None:
+        self.cache: dict[str, np.ndarray] = {}
+
+    def cost(self, p) -> float:
+        self.cache["A"] = np.tanh(p["W1"] @ X)
+        time.sleep(2e-4)  # the other thread runs meanwhile, and overwrites the cache
+        return float(np.sum((p["W2"] @ self.cache["A"] - Y) ** 2) / X.shape[1])
+
+
+def test_a_thread_unsafe_caching_cost_on_two_threads_is_an_error_naming_indices_and_values():
+    require_engine("cython")
+    with pytest.raises(fastgc.IrreproducibleCostError, match="not thread-safe") as caught:
+        fastgc.check(CachingLayer().cost, PARAMS, grads, n_threads=2, engine="cython",
+                     progress=False)
+    error = caught.value
+    assert isinstance(error, fastgc.GradientCheckError) and isinstance(error, fastgc.CostError)
+    assert error.result is None and error.indices
+    assert len(error.indices) == len(error.parallel) == len(error.serial)
+    assert all(p != s for p, s in zip(error.parallel, error.serial))
+    i = error.indices[0]
+    assert f"theta[{i}]" in str(error) and repr(error.parallel[0]) in str(error)
+    assert repr(error.serial[0]) in str(error)
+
+
+def test_the_same_caching_cost_on_one_thread_is_checked():
+    require_engine("cython")
+    result = fastgc.check(CachingLayer().cost, PARAMS, grads, n_threads=1, engine="cython",
+                          progress=False)
+    assert result.verdict == "correct", str(result)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_thread_safe_cost_on_two_threads_replays_bit_for_bit(engine, dtype):
+    params, X_, Y_ = models.make_mlp(0, dtype)
+    result = run(engine, params, X_, Y_, models.grads(params, X_, Y_), n_threads=2)
+    assert result.verdict == "correct", str(result)
+    serial = run(engine, params, X_, Y_, models.grads(params, X_, Y_), n_threads=1)
+    assert serial.approx.tobytes() == result.approx.tobytes()
+
+
+def test_the_numba_engine_names_a_cost_sharing_a_scratch_buffer(numba):
+    require_engine("numba")
+
+    @numba.njit
+    def cost(theta, scratch):
+        for k in range(scratch.shape[0]):  # shared by every thread: a data race
+            scratch[k] = np.sin(theta[k % theta.shape[0]] * (k + 1))
+        total = 0.0
+        for k in range(scratch.shape[0]):
+            total += scratch[k] * scratch[k]
+        return total
+
+    theta = np.linspace(-1.0, 1.0, 64)
+
+    def exact(theta_):
+        k = np.arange(20000)
+        arg = theta_[k % 64] * (k + 1)
+        return np.bincount(k % 64, weights=2 * np.sin(arg) * np.cos(arg) * (k + 1), minlength=64)
+
+    scratch = np.zeros(20000)
+    with pytest.raises(fastgc.IrreproducibleCostError, match="not thread-safe"):
+        fastgc.check(cost, theta, exact(theta), args=(scratch,), n_threads=2, engine="numba",
+                     progress=False)
+    serial = fastgc.check(cost, theta, exact(theta), args=(scratch,), n_threads=1,
+                          engine="numba", progress=False)
+    assert serial.verdict == "correct", str(serial)
+
+
+def test_the_sample_holds_the_most_disagreeing_and_spread_components():
+    approx = np.linspace(1.0, 2.0, 50)
+    dtheta = approx.copy()
+    dtheta[[7, 30]] *= 3.0
+    sample = replay_sample(approx, dtheta)
+    assert {7, 30, 0, 49} <= set(sample.tolist())
+    assert sample.size <= REPLAY_WORST + REPLAY_SPREAD
+    assert np.all(np.diff(sample) > 0)
