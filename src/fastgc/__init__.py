@@ -23,12 +23,15 @@ from ._errors import (
     MissingDependencyError,
 )
 from ._layout import Layout, flatten
-from ._result import CheckResult, Component, Label, ParameterReport, Verdict
+from ._result import BlockCoverage, CheckResult, Component, Label, ParameterReport, Verdict
+from .plans import Budget, Full, Sampled, Screen
 from ._threads import get_num_threads, set_num_threads, threads
 from ._tune import suggest_threads
 from ._version import __version__
 
 __all__ = [
+    "BlockCoverage",
+    "Budget",
     "CheckResult",
     "Component",
     "CostError",
@@ -42,7 +45,10 @@ __all__ = [
     "Label",
     "Layout",
     "MissingDependencyError",
+    "Full",
     "ParameterReport",
+    "Sampled",
+    "Screen",
     "Verdict",
     "check",
     "check_fn",

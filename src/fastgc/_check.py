@@ -24,9 +24,17 @@ from ._validation import (
     validate_progress,
     validate_thresholds,
 )
-from .diagnosis import Evidence, Prober, diagnose, lecture_difference, signature_crossing
+from .diagnosis import (
+    Evidence,
+    Prober,
+    diagnose,
+    effective_thresholds,
+    lecture_difference,
+    signature_crossing,
+)
 from .engines import resolve_engine
 from .executors import LocalExecutor
+from .plans import Plan, PlanContext, resolve_plan
 
 
 def check(
@@ -42,6 +50,8 @@ def check(
     progress: bool | None = None,
     signature: Callable[..., Any] | None = None,
     reseed: Callable[[], Any] | None = None,
+    plan: "str | Plan | None" = None,
+    budget: float | None = None,
 ) -> CheckResult:
     """Check analytic gradients against two-sided finite differences of the cost.
 
@@ -90,12 +100,22 @@ def check(
     reseed : callable, optional
         Called before every evaluation of the cost, for stochastic costs (dropout): reset the
         random generator there. Runs the serial Python engine.
+    plan : {"full", "screen", "sampled"} or plan object, optional
+        What is differenced. "full" (the default): every component. "screen": a few random
+        directions per block, a disagreeing block confirmed at another step and localised to
+        its wrong components (a few hundred evaluations instead of 2n). "sampled": a seeded
+        sample per block. ``fastgc.Screen(directions=, seed=)`` and
+        ``fastgc.Sampled(per_block=, seed=)`` set their options.
+    budget : float, optional
+        Seconds: the full check if its predicted time fits, else the screen and then as
+        large a sample as the time left allows. Not combined with ``plan``.
 
     Returns
     -------
     CheckResult
         ``verdict``, ``difference``, ``per_parameter``, ``worst(k)``, ``numerical_grads``,
-        ``raise_if_failed()``; ``print(result)`` shows the report.
+        ``coverage``, ``evaluations``, ``raise_if_failed()``; ``print(result)`` shows the
+        report.
 
     Raises
     ------
@@ -133,6 +153,7 @@ def check(
     thresholds = validate_thresholds(thresholds)
     progress = validate_progress(progress)
     validate_hooks(signature=signature, reseed=reseed)
+    plan_ = resolve_plan(plan, budget)
 
     cost_ = Cost.classify(cost, args, layout, reseed)
     dtheta, ignored_gradients = analytic_gradients(grads, theta, layout, args)
@@ -144,22 +165,25 @@ def check(
     baseline = measure_baseline(cost_, theta)
 
     executor = LocalExecutor(engine_, cost_, theta, n_threads)
-    approx = np.empty(layout.size, dtype=np.float64)
+    prober = Prober(cost_.value_at, theta)
     with executor.open() as session:
-        session.sweep(steps, approx, baseline.seconds, progress)
+        outcome = plan_.run(PlanContext(
+            session, theta, dtheta, layout, steps, baseline.value, baseline.seconds,
+            executor.n_chunks, progress, effective_thresholds(thresholds, layout.dtype), prober,
+        ))
     compile_seconds = baseline.compile_seconds + session.compile_seconds
+    approx = outcome.approx
 
     norms = engine_.block_norms(approx, dtheta, layout.offsets)
     crossed = None
     if signature is not None:
         crossed = signature_crossing(signature, cost_.structure, theta)
-    prober = Prober(cost_.value_at, theta)
     evidence = Evidence(approx=approx, dtheta=dtheta, layout=layout, steps=steps,
                         cost_at_theta=baseline.value, block_norms=norms)
-    diagnosis = diagnose(evidence, thresholds, prober, crossed)
+    diagnosis = outcome.merge(diagnose(evidence, thresholds, prober, crossed), layout, dtheta)
     return CheckResult(
         verdict=diagnosis.verdict,
-        difference=lecture_difference(norms),
+        difference=outcome.overall_difference(diagnosis, lecture_difference(norms)),
         per_parameter=diagnosis.per_parameter,
         approx=approx,
         dtheta=dtheta,
@@ -171,9 +195,12 @@ def check(
         n_threads=executor.n_chunks,
         seconds=time.perf_counter() - started - compile_seconds,
         compile_seconds=compile_seconds,
-        n_evaluations=2 * layout.size + 2 + prober.evaluations,
+        n_evaluations=outcome.evaluations + 2 + prober.evaluations,
         labels=diagnosis.labels,
         corrected=diagnosis.corrected,
         scores=diagnosis.scores,
         ignored_gradients=ignored_gradients,
+        plan=outcome.name,
+        coverage=outcome.coverage,
+        plan_notes=outcome.notes,
     )

@@ -75,6 +75,7 @@ def format_report(result: "CheckResult", n_worst: int = 10) -> str:
         lines.append(f"  re-examined or flagged components: {len(result.labels)}")
         for label, count in counts.most_common():
             lines.append(f"    {count:>5}  {label}")
+    lines.extend(coverage_lines(result))
     worst = reported_components(result, n_worst)
     if worst and result.verdict is not Verdict.CORRECT:
         lines.append("")
@@ -89,6 +90,29 @@ def format_report(result: "CheckResult", n_worst: int = 10) -> str:
                 f"{c.abs_error:>10.2e} {c.rel_error:>10.2e}  {c.label or ''}"
             )
     return "\n".join(lines)
+
+
+def coverage_lines(result: "CheckResult") -> list[str]:
+    """What a plan other than the full one checked, block by block, and what that proves."""
+    if result.plan == "full" or not result.coverage:
+        return []
+    full_evaluations = 2 * result.layout.size
+    lines = [
+        "",
+        f"  plan {result.plan}: {result.n_evaluations} cost evaluations, "
+        f"{result.n_evaluations / max(full_evaluations, 1):.4%} of a full check's "
+        f"{full_evaluations}",
+        f"    {'parameter':<12} {'size':>10} {'one by one':>10} {'directions':>10} "
+        f"{'evals':>7} {'limit':>9}  finding",
+    ]
+    for c in result.coverage.values():
+        limit = "-" if c.detection_limit == 0 else f"{c.detection_limit:.1e}"
+        lines.append(
+            f"    {c.name:<12} {c.size:>10} {c.components:>10} {c.directions:>10} "
+            f"{c.evaluations:>7} {limit:>9}  {c.finding}"
+        )
+    lines.extend(f"  {note}" for note in result.plan_notes)
+    return lines
 
 
 def reported_components(result: "CheckResult", n_worst: int = 10) -> list["Component"]:

@@ -91,6 +91,40 @@ class ParameterReport:
     n_non_finite: int
 
 
+@dataclass(frozen=True)
+class BlockCoverage:
+    """How one parameter block was checked.
+
+    Attributes
+    ----------
+    name : str
+        The parameter.
+    size : int
+        Its number of components.
+    components : int
+        Components differenced one by one (central differences, as in a full check).
+    directions : int
+        Random directions (within the block or a sub-range of it) it was differenced along.
+    evaluations : int
+        Cost evaluations spent on it.
+    detection_limit : float
+        For a block judged only along random directions: the relative error
+        ``||error|| / ||gradient||`` below which the test could have missed it (0.0 when
+        every component was checked; inf when the block's gradient is too small to tell).
+    finding : str
+        What was found, in a few words ("every component", "passed the screen", "single wrong
+        entries located", "block-wide error", ...).
+    """
+
+    name: str
+    size: int
+    components: int
+    directions: int
+    evaluations: int
+    detection_limit: float = 0.0
+    finding: str = ""
+
+
 @dataclass(frozen=True, eq=False)
 class CheckResult:
     """The outcome of :func:`fastgc.check`; ``print(result)`` shows the report.
@@ -112,6 +146,12 @@ class CheckResult:
     ignored_gradients : tuple of str
         Entries of the gradient dict that match no parameter (intermediates such as "dZ2"),
         ignored by the check.
+    plan : str
+        How theta was checked: "full" (every component), "screen" or "sampled".
+    coverage : dict of str to BlockCoverage
+        Per block: components checked one by one, directions, evaluations, detection limit.
+    plan_notes : tuple of str
+        What the plan checked, and what a pass does and does not prove.
     """
 
     verdict: Verdict
@@ -132,6 +172,14 @@ class CheckResult:
     corrected: dict[int, float] = field(default_factory=dict)
     ignored_gradients: tuple[str, ...] = ()
     scores: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    plan: str = "full"
+    coverage: dict[str, BlockCoverage] = field(default_factory=dict)
+    plan_notes: tuple[str, ...] = ()
+
+    @property
+    def evaluations(self) -> int:
+        """Cost evaluations used in all (the same as ``n_evaluations``)."""
+        return self.n_evaluations
 
     @property
     def numerical_grads(self) -> Any:
