@@ -22,6 +22,11 @@ if TYPE_CHECKING:
     from ..diagnosis import Diagnosis, Prober
     from ..executors.local import LocalSession
 
+# How the step of each entry shrinks with the size m of the range moved: m ** -SPREAD.
+# float64's truncation is negligible even for a whole block moved by the full step per
+# entry, so it shrinks slowly (a single wrong entry stays visible above round-off); float32's
+# large steps shrink so that the move has about one component's length.
+SPREAD = {np.dtype(np.float64): 0.25, np.dtype(np.float32): 0.5}
 # Bits of the directional kernels' ``kinds`` (see engines._reference).
 GAUSSIAN = 1
 RELATIVE = 2
@@ -52,6 +57,10 @@ class PlanContext:
         self.evaluations += 2 * int(indices.shape[0])
         return approx
 
+    def batch(self, rng: np.random.Generator) -> "DirectionBatch":
+        """An empty batch of directions, with this dtype's spread of the step."""
+        return DirectionBatch(rng, SPREAD[self.layout.dtype])
+
     def directions(self, batch: "DirectionBatch") -> np.ndarray:
         """``out`` of the directional kernels for ``batch``: J+ - J-, prediction, |move|^2."""
         out = np.empty((batch.size, 3))
@@ -68,6 +77,7 @@ class DirectionBatch:
     """Directional tasks built one at a time, run together (spread over the threads)."""
 
     rng: np.random.Generator
+    spread: float
     lo: list = field(default_factory=list)
     hi: list = field(default_factory=list)
     steps_: list = field(default_factory=list)
@@ -75,9 +85,11 @@ class DirectionBatch:
     owners: list = field(default_factory=list)  # whatever the plan wants back per task
 
     def add(self, lo: int, hi: int, step: float, gaussian: bool, owner: object) -> None:
+        """Queue a direction over ``theta[lo:hi]``; each entry moves by about
+        ``step / (hi - lo) ** SPREAD``, so the whole move stays small in a large range."""
         self.lo.append(lo)
         self.hi.append(hi)
-        self.steps_.append(step)
+        self.steps_.append(step / max(hi - lo, 1) ** self.spread)
         self.kinds_.append(GAUSSIAN if gaussian else 0)
         self.owners.append(owner)
 
@@ -160,7 +172,14 @@ class PlanOutcome:
         elif checked.size == hi - lo:
             difference, adjusted = report.difference, report.adjusted_difference
         if report.name in self.block_verdicts:
-            verdict = worst_verdict([verdict, self.block_verdicts[report.name]])
+            from_directions = self.block_verdicts[report.name]
+            if checked.size and from_directions is Verdict.BUG and (
+                report.verdict is not Verdict.BUG
+            ):
+                # Components differenced one by one outrank directions, which cross kinks
+                # wholesale: they leave the block suspicious, not a bug.
+                from_directions = Verdict.SUSPICIOUS
+            verdict = worst_verdict([verdict, from_directions])
             adjusted = max(adjusted, self.block_estimates.get(report.name, 0.0))
         if report.n_non_finite:
             adjusted, verdict = float("inf"), Verdict.BUG

@@ -21,7 +21,9 @@ from ._base import DirectionBatch, PlanContext, significant
 LEAF = 16  # a sub-range this small is differenced component by component
 MAX_SUSPECTS = 8  # more disagreeing sub-ranges than this at once: a block-wide error
 RETRIES = 2  # fresh signs for a parent neither of whose halves disagreed
-WIDE_SAMPLE = 64  # components differenced in a block-wide error
+WIDE_SAMPLE = 12  # components differenced in a block-wide error
+UNRESOLVED_SAMPLE = 64  # components differenced where directions could not decide
+ALL_BELOW = 1024  # unresolved ranges no larger than this in all are differenced whole
 
 
 @dataclass
@@ -40,8 +42,8 @@ class Search:
     def components(self, rng: np.random.Generator) -> np.ndarray:
         """The flat indices to difference one by one, sorted."""
         parts = [np.arange(lo, hi, dtype=np.int64) for lo, hi in self.leaves]
-        parts += [_spread(self.unresolved, WIDE_SAMPLE, rng)]
-        parts += [_spread(self.wide, WIDE_SAMPLE, rng)]
+        parts += [spread(self.unresolved, UNRESOLVED_SAMPLE, rng)]
+        parts += [spread(self.wide, WIDE_SAMPLE, rng, whole_below=WIDE_SAMPLE)]
         return np.unique(np.concatenate(parts)) if parts else np.empty(0, np.int64)
 
     @property
@@ -63,7 +65,7 @@ def localise(
     per round of directional differences spread over the threads."""
     searches = {k: Search(k, [bounds]) for k, bounds in blocks.items()}
     while any(search.suspects for search in searches.values()):
-        batch = DirectionBatch(rng)
+        batch = context.batch(rng)
         for search in searches.values():
             _split(search, batch, step)
         if not batch.size:
@@ -108,17 +110,23 @@ def _advance(searches: dict[int, Search], batch: DirectionBatch, disagree: np.nd
             search.retries[parent] = tries
             (next_suspects if tries <= RETRIES else search.unresolved).append(parent)
         search.levels += 1
-        if len(next_suspects) > MAX_SUSPECTS:
+        every_half = len(next_suspects) == 2 * len(search.suspects)
+        if len(next_suspects) > MAX_SUSPECTS or (every_half and len(next_suspects) >= 4):
             search.wide, next_suspects = next_suspects, []
         search.suspects = next_suspects
 
 
-def _spread(ranges: list[tuple[int, int]], count: int, rng: np.random.Generator) -> np.ndarray:
+def spread(
+    ranges: list[tuple[int, int]], count: int, rng: np.random.Generator,
+    whole_below: int = ALL_BELOW,
+) -> np.ndarray:
     """About ``count`` distinct indices spread over ``ranges`` in proportion to their sizes
-    (at least one from each), seeded."""
+    (at least one from each), seeded; all of them when there are ``whole_below`` or fewer."""
     total = sum(hi - lo for lo, hi in ranges)
     if not total:
         return np.empty(0, np.int64)
+    if total <= whole_below:
+        return np.concatenate([np.arange(lo, hi, dtype=np.int64) for lo, hi in ranges])
     picked = []
     for lo, hi in ranges:
         size = hi - lo

@@ -20,7 +20,7 @@ from .._result import BlockCoverage, Verdict
 from ..diagnosis import Noise, measure_roundoff
 from ..diagnosis.noise import roundoff_sample
 from ._base import DirectionBatch, Plan, PlanContext, PlanOutcome, significant
-from .localise import Search, localise
+from .localise import UNRESOLVED_SAMPLE, Search, localise, spread
 from .sampled import _positive_int, _seed
 
 # The confirmation step, as a multiple of the first: larger where round-off dominates
@@ -82,6 +82,14 @@ class Screen(Plan):
         confirmed = {k: flagged[k] for k in flagged if second.disagrees(k)}
         searches = localise(context, confirmed, noise, rtol, step, rng)
         components = {k: search.components(rng) for k, search in searches.items()}
+        # Blocks the directions cannot judge (a disagreement not confirmed, or a detection
+        # limit above the bug threshold) are sampled, whole when small.
+        unresolved = {
+            k: bounds for k, bounds in screened.items() if k not in confirmed
+            and (k in flagged or first.limit(k) >= context.thresholds[1])
+        }
+        for k, bounds in unresolved.items():
+            components[k] = spread([bounds], UNRESOLVED_SAMPLE, rng)
         components.update(non_finite)
         indices = (np.unique(np.concatenate(list(components.values()))) if components
                    else np.empty(0, np.int64))
@@ -91,12 +99,12 @@ class Screen(Plan):
         checked[indices] = True
         outcome = PlanOutcome(approx, checked, {}, context.evaluations, self.name,
                               notes=(SCREEN_NOTE,))
-        _judge(outcome, layout, context.thresholds, first, second, searches, components,
+        _judge(outcome, layout, context.thresholds, (first, second), searches, components,
                non_finite)
         return outcome
 
     def _screen(self, context, blocks, step, noise, rtol, rng) -> "Screening":
-        batch = DirectionBatch(rng)
+        batch = context.batch(rng)
         for k, (lo, hi) in blocks.items():
             for _ in range(self.directions):
                 batch.add(lo, hi, step, True, k)
@@ -164,9 +172,9 @@ def _split_blocks(layout, dtheta):
     return screened, non_finite
 
 
-def _judge(outcome, layout, thresholds, first, second, searches, components, non_finite):
+def _judge(outcome, layout, thresholds, screenings, searches, components, non_finite):
     """Coverage per block, and the verdicts that directions alone support."""
-    correct, bug = thresholds
+    first, second = screenings
     for k, name in enumerate(layout.names):
         size = int(layout.offsets[k + 1] - layout.offsets[k])
         search: Search | None = searches.get(k)
@@ -178,18 +186,26 @@ def _judge(outcome, layout, thresholds, first, second, searches, components, non
             finding = "NaN/Inf in the gradient"
         elif search is not None:
             finding = search.finding
-            estimates = (first.estimate(k), second.estimate(k))
-            estimate = min(estimates)
-            consistent = max(estimates) <= CONSISTENT * max(estimate, 1e-300)
-            verdict = Verdict.BUG if estimate >= bug and consistent else Verdict.SUSPICIOUS
-            if estimate > correct or verdict is Verdict.BUG:
-                outcome.block_verdicts[name] = verdict
-            outcome.block_estimates[name] = estimate
+            _judge_confirmed(outcome, name, thresholds, first.estimate(k), second.estimate(k))
         elif size:
-            limit = first.limit(k)
+            limit = first.limit(k) if picked < size else 0.0
             outcome.block_estimates[name] = first.estimate(k)
-            finding = ("passed the screen" if second.directions(k) == 0
-                       else "passed: disagreement not confirmed at another step")
+            finding = "passed the screen"
+            if picked:
+                finding = ("not confirmed at another step: sampled" if second.directions(k)
+                           else "below the directions' resolution: sampled")
         outcome.coverage[name] = BlockCoverage(
             name, size, picked, directions, 2 * (directions + picked), limit, finding
         )
+
+
+def _judge_confirmed(outcome, name, thresholds, first, second) -> None:
+    """A block whose directions disagreed at two steps: a bug when both say so by about as
+    much (a real error does not depend on the step; truncation and kinks grow with it)."""
+    correct, bug = thresholds
+    estimate = min(first, second)
+    consistent = max(first, second) <= CONSISTENT * max(estimate, 1e-300)
+    verdict = Verdict.BUG if estimate >= bug and consistent else Verdict.SUSPICIOUS
+    if estimate > correct or verdict is Verdict.BUG:
+        outcome.block_verdicts[name] = verdict
+    outcome.block_estimates[name] = estimate
