@@ -23,6 +23,7 @@ from ._errors import (
     MissingDependencyError,
 )
 from ._layout import Layout, flatten
+from ._patterns import bug_patterns
 from ._result import BlockCoverage, CheckResult, Component, Label, ParameterReport, Verdict
 from .plans import Budget, Full, Sampled, Screen
 from ._threads import get_num_threads, set_num_threads, threads
@@ -50,6 +51,7 @@ __all__ = [
     "Sampled",
     "Screen",
     "Verdict",
+    "bug_patterns",
     "check",
     "check_fn",
     "check_layer",

@@ -203,4 +203,5 @@ def check(
         plan=outcome.name,
         coverage=outcome.coverage,
         plan_notes=outcome.notes,
+        checked=outcome.checked if outcome.partial else None,
     )

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._patterns import bug_patterns
 from ._result import Verdict
 
 if TYPE_CHECKING:
@@ -76,6 +77,10 @@ def format_report(result: "CheckResult", n_worst: int = 10) -> str:
         for label, count in counts.most_common():
             lines.append(f"    {count:>5}  {label}")
     lines.extend(coverage_lines(result))
+    patterns = bug_patterns(result)
+    if patterns:
+        lines.append("")
+        lines.extend(f"  kind of bug in {name}: {pattern}" for name, pattern in patterns.items())
     worst = reported_components(result, n_worst)
     if worst and result.verdict is not Verdict.CORRECT:
         lines.append("")

@@ -152,6 +152,9 @@ class CheckResult:
         Per block: components checked one by one, directions, evaluations, detection limit.
     plan_notes : tuple of str
         What the plan checked, and what a pass does and does not prove.
+    checked : ndarray of bool, shape (n,), or None
+        Which components were differenced one by one (None: all of them); elsewhere
+        ``approx`` holds the analytic value.
     """
 
     verdict: Verdict
@@ -175,6 +178,7 @@ class CheckResult:
     plan: str = "full"
     coverage: dict[str, BlockCoverage] = field(default_factory=dict)
     plan_notes: tuple[str, ...] = ()
+    checked: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def evaluations(self) -> int:

@@ -249,3 +249,56 @@ def test_bad_plan_arguments_are_clear_errors(kwargs, message):
 def test_bad_plan_options_are_clear_errors(make, message):
     with pytest.raises(fastgc.InvalidInputError, match=message):
         make()
+
+
+# --------------------------------------------------------------------------------------------
+# What kind of bug
+
+
+def _row(g):
+    g[5] *= 1.3
+    return g
+
+
+def _column(g):
+    g[:, 7] *= 1.3
+    return g
+
+
+PATTERNS = [
+    ("dW1", set_entry((3, 17), 1.5), "a single wrong entry at [3, 17]", ("full", "screen")),
+    ("db1", lambda g: 4 * g, "scaled by 4 (every checked component): a factor of 4 too many",
+     ("full", "screen")),
+    ("dW2", lambda g: -g, "sign flipped (every checked component)", ("full", "screen")),
+    ("dW2", lambda g: 32 * g, "scaled by 32 (every checked component): a factor of 32 too "
+     "many (the batch size? a 1/m)", ("full", "screen")),
+    ("dW1", _row, "a wrong row: [5, :]", ("full", "screen")),
+    ("dW1", _column, "a wrong column: [:, 7]", ("full",)),
+]
+
+
+@pytest.mark.parametrize("block,change,expected,plans", PATTERNS,
+                         ids=["entry", "x4", "sign", "batch", "row", "column"])
+def test_the_kind_of_bug_is_named(block, change, expected, plans):
+    params, cost, grads = wide_mlp()
+    for plan in plans:
+        result = fastgc.check(cost, params, with_bug(grads, block, change), plan=plan,
+                              progress=False)
+        assert fastgc.bug_patterns(result) == {block[1:]: expected}, plan
+        assert f"kind of bug in {block[1:]}: {expected}" in str(result)
+
+
+def test_a_transposed_and_a_missing_term_are_named():
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((6, 6))
+    params = {"W": rng.standard_normal((6, 6))}
+
+    def cost(p):
+        return float(np.sum(A * p["W"]) + 0.5 * np.sum(p["W"] ** 2))
+
+    exact = A + params["W"]
+    transposed = fastgc.check(cost, params, {"dW": exact.T}, progress=False)
+    assert fastgc.bug_patterns(transposed) == {
+        "W": "transposed: the gradient of entry [i, j] sits at [j, i]"}
+    missing = fastgc.check(cost, params, {"dW": A}, progress=False)
+    assert fastgc.bug_patterns(missing)["W"].endswith("a missing or extra term")

@@ -135,10 +135,12 @@ class PlanOutcome:
 
     def overall_difference(self, diagnosis: "Diagnosis", full: float) -> float:
         """The lecture's number over all of theta for a full check; for a partial one, the
-        largest block difference (a sum over unchecked components would dilute it)."""
+        largest adjusted block difference (a sum over unchecked components would dilute
+        it)."""
         if not self.partial:
             return full
-        return max((p.difference for p in diagnosis.per_parameter.values()), default=0.0)
+        return max((p.adjusted_difference for p in diagnosis.per_parameter.values()),
+                   default=0.0)
 
     @property
     def partial(self) -> bool:
@@ -165,7 +167,9 @@ class PlanOutcome:
         lo, hi = int(layout.offsets[k]), int(layout.offsets[k + 1])
         checked = np.flatnonzero(self.checked[lo:hi]) + lo
         verdict = report.verdict
-        difference = adjusted = self.block_estimates.get(report.name, 0.0)
+        difference = self.block_estimates.get(report.name, 0.0)
+        # A block that passed its directions disagrees by no more than round-off explains.
+        adjusted = difference if report.name in self.block_verdicts else 0.0
         if checked.size and checked.size < hi - lo:
             difference, adjusted = _sample_differences(self.approx, dtheta, diagnosis, checked)
             verdict = worst_verdict([verdict, _verdict(adjusted, diagnosis.thresholds)])
