@@ -251,7 +251,8 @@ class CheckResult:
             ``step``, ``noise_floor``, ``n_parameters``, ``dtype``, ``engine``, ``n_threads``,
             ``n_evaluations``, ``seconds``, ``compile_seconds``, ``parameters`` (one dict per
             parameter, in order), ``reexamined`` (label to count), ``worst_components``,
-            ``ignored_gradients`` and ``notes``. Floats may be inf or NaN (a NaN gradient).
+            ``ignored_gradients``, ``notes``, ``plan``, ``coverage`` (one dict per block) and
+            ``plan_notes``. Floats may be inf or NaN (a NaN gradient).
 
         Examples
         --------
@@ -309,6 +310,14 @@ class CheckResult:
             ],
             "ignored_gradients": list(self.ignored_gradients),
             "notes": zero_numeric_notes(self),
+            "plan": self.plan,
+            "coverage": [
+                {"name": c.name, "size": c.size, "components": c.components,
+                 "directions": c.directions, "evaluations": c.evaluations,
+                 "detection_limit": float(c.detection_limit), "finding": c.finding}
+                for c in self.coverage.values()
+            ],
+            "plan_notes": list(self.plan_notes),
         }
 
     def to_json(self, path: str | os.PathLike | None = None, n_worst: int = 10) -> str:
