@@ -15,7 +15,7 @@ import numpy as np
 from ._cost import Cost, analytic_gradients, measure_baseline
 from ._layout import flatten
 from ._result import CheckResult
-from ._steps import choose_steps
+from ._steps import choose_steps, upcast_float32
 from ._threads import resolve_n_threads
 from ._validation import (
     validate_args,
@@ -52,6 +52,7 @@ def check(
     reseed: Callable[[], Any] | None = None,
     plan: "str | Plan | None" = None,
     budget: float | None = None,
+    upcast: bool = False,
 ) -> CheckResult:
     """Check analytic gradients against two-sided finite differences of the cost.
 
@@ -109,6 +110,12 @@ def check(
     budget : float, optional
         Seconds: the full check if its predicted time fits, else the screen and then as
         large a sample as the time left allows. Not combined with ``plan``.
+    upcast : bool, default False
+        For float32 parameters: evaluate the cost in float64 (on a float64 copy of the
+        parameters; yours are untouched) against your float32 gradients, judged with the
+        accuracy float32 gradients can attain. Finite differences, along random directions
+        above all, resolve far more in float64. The cost must accept float64 parameters and
+        return a float64.
 
     Returns
     -------
@@ -151,6 +158,7 @@ def check(
     args = validate_args(args)
     eps = validate_eps(eps)
     thresholds = validate_thresholds(thresholds)
+    theta, layout, thresholds = upcast_float32(theta, layout, thresholds, upcast)
     progress = validate_progress(progress)
     validate_hooks(signature=signature, reseed=reseed)
     plan_ = resolve_plan(plan, budget)

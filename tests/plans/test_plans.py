@@ -302,3 +302,34 @@ def test_a_transposed_and_a_missing_term_are_named():
         "W": "transposed: the gradient of entry [i, j] sits at [j, i]"}
     missing = fastgc.check(cost, params, {"dW": A}, progress=False)
     assert fastgc.bug_patterns(missing)["W"].endswith("a missing or extra term")
+
+
+# --------------------------------------------------------------------------------------------
+# float32: the detection limit, and evaluating the cost in float64
+
+
+def test_float32_screen_states_its_limit_and_upcast_finds_the_wrong_entry():
+    params, cost, grads = wide_mlp(dtype=np.float32)
+    buggy = with_bug(grads, "dW1", set_entry((3, 17), 1.5))
+    before = {k: v.copy() for k, v in params.items()}
+    plain = fastgc.check(cost, params, buggy, plan="screen", progress=False)
+    # W1 is too large to check whole: sampled, with the limit of its directions stated.
+    assert plain.coverage["W1"].components < plain.coverage["W1"].size
+    assert plain.coverage["W1"].detection_limit > 1e-3
+    upcast = fastgc.check(cost, params, buggy, plan="screen", progress=False, upcast=True)
+    assert upcast.verdict == "bug"
+    assert tuple(upcast.worst(1)[0][:2]) == ("W1", (3, 17))
+    assert upcast.evaluations < 400
+    correct = fastgc.check(cost, params, grads, plan="screen", progress=False, upcast=True)
+    assert correct.verdict == "correct", str(correct)  # float32 gradients judged as such
+    assert all(params[k].dtype == np.float32 and params[k].tobytes() == before[k].tobytes()
+               for k in params)
+
+
+def test_upcast_must_be_a_bool_and_leaves_float64_alone():
+    params, cost, grads = wide_mlp()
+    with pytest.raises(fastgc.InvalidInputError, match=r"upcast must be True or False, got 1"):
+        fastgc.check(cost, params, grads, upcast=1, progress=False)
+    same = fastgc.check(cost, params, grads, upcast=True, plan="screen", progress=False)
+    plain = fastgc.check(cost, params, grads, plan="screen", progress=False)
+    assert same.approx.tobytes() == plain.approx.tobytes()

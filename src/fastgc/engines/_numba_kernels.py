@@ -110,7 +110,7 @@ _GAUSSIAN = 1
 _RELATIVE = 2
 
 
-@numba.njit(inline="always", **_JIT_OPTIONS)
+@numba.njit(**_JIT_OPTIONS)
 def direction_entry(seed, i, kind):  # pragma: no cover
     """Entry ``i`` of the direction ``seed``: +/-1, or Gaussian-like when ``kind & 1``.
 
@@ -127,7 +127,7 @@ def direction_entry(seed, i, kind):  # pragma: no cover
     return 1.0 if (z >> _SHIFTS[6]) != np.uint64(0) else -1.0
 
 
-@numba.njit(inline="always", **_JIT_OPTIONS)
+@numba.njit(**_JIT_OPTIONS)
 def _move(step, seed, i, kind, value):  # pragma: no cover
     """How far entry i moves: step x v_i (x max(1, |theta_i|) for a relative step)."""
     move = step * direction_entry(seed, i, kind)
