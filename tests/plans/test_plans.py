@@ -333,3 +333,29 @@ def test_upcast_must_be_a_bool_and_leaves_float64_alone():
     same = fastgc.check(cost, params, grads, upcast=True, plan="screen", progress=False)
     plain = fastgc.check(cost, params, grads, plan="screen", progress=False)
     assert same.approx.tobytes() == plain.approx.tobytes()
+
+
+@pytest.mark.parametrize("engine_name,n_threads", [("python", 1), ("cython", 2)])
+def test_keyboard_interrupt_during_the_screen_leaves_everything_clean(engine_name, n_threads):
+    require_engine(engine_name)
+    params, cost, grads = wide_mlp()
+    before = {k: v.copy() for k, v in params.items()}
+    reference = fastgc.check(cost, params, grads, plan="screen", progress=False)
+    calls = 0
+
+    def interrupted(p):
+        nonlocal calls
+        calls += 1
+        if calls == 60:  # inside the directions of the screen
+            raise KeyboardInterrupt
+        return cost(p)
+
+    with pytest.raises(KeyboardInterrupt, match=r"fastgc check interrupted after \d+ cost "
+                                                 r"evaluations of the plan"):
+        fastgc.check(interrupted, params, grads, plan="screen", engine=engine_name,
+                     n_threads=n_threads, progress=False)
+    assert all(params[k].tobytes() == before[k].tobytes() for k in params)
+    again = fastgc.check(interrupted, params, grads, plan="screen", engine=engine_name,
+                         n_threads=n_threads, progress=False)
+    assert again.approx.tobytes() == reference.approx.tobytes()
+    assert again.verdict == "correct"

@@ -8,8 +8,9 @@ prober it is given.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
@@ -53,7 +54,8 @@ class PlanContext:
         """Central differences along ``indices`` (int64), at the check's steps."""
         approx = np.empty(indices.shape[0])
         if indices.size:
-            self.session.differences(indices, self.steps.take(indices), approx)
+            with self._interruptible():
+                self.session.differences(indices, self.steps.take(indices), approx)
         self.evaluations += 2 * int(indices.shape[0])
         return approx
 
@@ -66,10 +68,22 @@ class PlanContext:
         out = np.empty((batch.size, 3))
         if batch.size:
             kinds = batch.kinds | (RELATIVE if self.steps.relative else 0)
-            self.session.directional(self.dtheta, batch.lo, batch.hi, batch.seeds, kinds,
-                                     batch.steps, out)
+            with self._interruptible():
+                self.session.directional(self.dtheta, batch.lo, batch.hi, batch.seeds, kinds,
+                                         batch.steps, out)
         self.evaluations += 2 * batch.size
         return out
+
+    @contextlib.contextmanager
+    def _interruptible(self) -> Iterator[None]:
+        """Ctrl-C says how far the check got, as the full check's sweep does."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(
+                f"fastgc check interrupted after {self.evaluations} cost evaluations of the "
+                "plan; the caller's arrays are untouched"
+            ) from None
 
 
 @dataclass
