@@ -359,3 +359,26 @@ def test_keyboard_interrupt_during_the_screen_leaves_everything_clean(engine_nam
                          n_threads=n_threads, progress=False)
     assert again.approx.tobytes() == reference.approx.tobytes()
     assert again.verdict == "correct"
+
+
+def test_the_screen_names_a_transposed_square_gradient():
+    rng = np.random.default_rng(1)
+    X, Y = rng.standard_normal((64, 16)), rng.standard_normal((64, 16))
+    params = {"W1": rng.standard_normal((64, 64)) / 8, "b1": 0.1 * rng.standard_normal((64, 1)),
+              "W2": rng.standard_normal((64, 64)) / 8}
+
+    def cost(p):
+        return float(0.5 * np.sum((p["W2"] @ np.tanh(p["W1"] @ X + p["b1"]) - Y) ** 2) / 16)
+
+    def transposed(p):
+        A1 = np.tanh(p["W1"] @ X + p["b1"])
+        dZ = (p["W2"] @ A1 - Y) / 16
+        dZ1 = (p["W2"].T @ dZ) * (1 - A1**2)
+        return {"dW1": dZ1 @ X.T, "db1": dZ1.sum(1, keepdims=True), "dW2": (dZ @ A1.T).T}
+
+    result = fastgc.check(cost, params, transposed, plan="screen", progress=False)
+    flagged = {name for name, p in result.per_parameter.items() if p.verdict == "bug"}
+    assert flagged == {"W2"}
+    assert fastgc.bug_patterns(result) == {
+        "W2": "transposed: the gradient of entry [i, j] sits at [j, i]"}
+    assert result.evaluations < 0.05 * 2 * result.layout.size

@@ -12,7 +12,7 @@ from .._errors import InvalidInputError
 from .._result import BlockCoverage
 from ._base import Plan, PlanContext, PlanOutcome
 from .full import Full
-from .sampled import Sampled
+from .sampled import Sampled, _seed
 from .screen import Screen
 
 
@@ -35,7 +35,7 @@ class Budget(Plan):
                 or not np.isfinite(seconds) or seconds <= 0):
             raise InvalidInputError(f"budget must be a positive number of seconds, got "
                                     f"{seconds!r}")
-        self.seconds, self.seed = float(seconds), seed
+        self.seconds, self.seed = float(seconds), _seed("seed", seed)
 
     def predicted_full_seconds(self, context: PlanContext) -> float:
         return 2.0 * context.layout.size * context.seconds_per_cost / context.n_chunks

@@ -11,11 +11,8 @@ component, so ``worst(k)`` names the wrong entries exactly as a full check does.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
-from .._errors import InvalidInputError
 from .._result import BlockCoverage, Verdict
 from ..diagnosis import Noise, measure_roundoff
 from ..diagnosis.noise import roundoff_sample
@@ -81,7 +78,8 @@ class Screen(Plan):
         second = self._screen(context, flagged, second_step, noise, rtol, rng)
         confirmed = {k: flagged[k] for k in flagged if second.disagrees(k)}
         searches = localise(context, confirmed, noise, rtol, step, rng)
-        components = {k: search.components(rng) for k, search in searches.items()}
+        components = {k: _with_mirrors(search.components(rng), layout, k) if search.wide
+                      else search.components(rng) for k, search in searches.items()}
         # Blocks the directions cannot judge (a disagreement not confirmed, or a detection
         # limit above the bug threshold) are sampled, whole when small.
         unresolved = {
@@ -154,6 +152,17 @@ def _noise(context: PlanContext) -> Noise:
     measured = measure_roundoff(context.prober.near, context.cost_at_theta, sample,
                                 context.steps)
     return Noise.estimate(context.cost_at_theta, context.layout.dtype, measured)
+
+
+def _with_mirrors(indices: np.ndarray, layout, k: int) -> np.ndarray:
+    """In a square matrix, entry [j, i] beside every sampled [i, j], so that a transposed
+    gradient shows as one."""
+    shape = layout.shapes[k]
+    if len(shape) != 2 or shape[0] != shape[1]:
+        return indices
+    lo = int(layout.offsets[k])
+    rows, columns = np.divmod(indices - lo, shape[1])
+    return np.unique(np.concatenate([indices, lo + columns * shape[1] + rows]))
 
 
 def _split_blocks(layout, dtheta):
