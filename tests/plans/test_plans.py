@@ -273,7 +273,7 @@ PATTERNS = [
     ("dW2", lambda g: 32 * g, "scaled by 32 (every checked component): a factor of 32 too "
      "many (the batch size? a 1/m)", ("full", "screen")),
     ("dW1", _row, "a wrong row: [5, :]", ("full", "screen")),
-    ("dW1", _column, "a wrong column: [:, 7]", ("full",)),
+    ("dW1", _column, "a wrong column: [:, 7]", ("full", "screen")),
 ]
 
 

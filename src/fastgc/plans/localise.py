@@ -5,8 +5,9 @@ fresh random +/-1 direction restricted to it; the halves that disagree beyond ro
 under suspicion. Fresh signs at every level, and a parent retried when neither half shows
 (a pair of equal and opposite errors cancels along a sign vector half the time). When more
 than a few sub-ranges disagree at once the error is block-wide: bisection stops and a
-stratified sample of the suspects is differenced instead. What is left ends as components,
-differenced one by one like in a full check.
+stratified sample of the suspects is differenced instead (in a matrix whose sample is
+mostly right, the screen then looks for a wrong column within one row). What is left ends as
+components, differenced one by one like in a full check.
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ CONFIRM_FACTOR = {np.dtype(np.float64): 4.0, np.dtype(np.float32): 0.5}
 # with it.
 CONSISTENT = 4.0
 NON_FINITE_SHOWN = 16
+MOSTLY_WRONG = 0.75  # a sample this wrong is a block-wide error, not a wrong line
+LINE_SAMPLE = 12  # entries of a suspected wrong column differenced
 
 SCREEN_NOTE = (
     "screen: each block was differenced along a few random directions (a block passes when "
@@ -95,6 +97,12 @@ class Screen(Plan):
         approx[indices] = context.differences(indices)
         checked = np.zeros(layout.size, dtype=bool)
         checked[indices] = True
+        for k, found in _probe_lines(context, searches, components, approx, noise, step,
+                                     rng).items():
+            fresh = found[~checked[found]]
+            approx[fresh] = context.differences(fresh)
+            checked[fresh] = True
+            components[k] = np.union1d(components[k], fresh)
         outcome = PlanOutcome(approx, checked, {}, context.evaluations, self.name,
                               notes=(SCREEN_NOTE,))
         _judge(outcome, layout, context.thresholds, (first, second), searches, components,
@@ -152,6 +160,45 @@ def _noise(context: PlanContext) -> Noise:
     measured = measure_roundoff(context.prober.near, context.cost_at_theta, sample,
                                 context.steps)
     return Noise.estimate(context.cost_at_theta, context.layout.dtype, measured)
+
+
+def _probe_lines(context, searches, components, approx, noise, step, rng):
+    """Where a matrix's error looked block-wide but its sample is mostly right, the error
+    may sit in one column (every row range holds a piece of it): localise it within one
+    row, then sample the column found. Block number to the components to add."""
+    layout, dtheta = context.layout, context.dtheta
+    found = {}
+    for k, search in searches.items():
+        shape = layout.shapes[k]
+        if not search.wide or len(shape) != 2 or min(shape) < 2:
+            continue
+        sampled = components[k]
+        wrong = _disagreeing(context, approx, sampled, noise)
+        if wrong.mean() >= MOSTLY_WRONG:
+            continue
+        lo, width = int(layout.offsets[k]), shape[1]
+        row = (int(sampled[wrong][0]) - lo) // width if wrong.any() else int(
+            rng.integers(shape[0]))
+        rows = {k: (lo + row * width, lo + (row + 1) * width)}
+        in_row = localise(context, rows, noise, context.thresholds[0], step, rng)[k]
+        search.directions += in_row.directions
+        picked = in_row.components(rng)
+        approx[picked] = context.differences(picked)
+        columns = (picked[_disagreeing(context, approx, picked, noise)] - lo) % width
+        column_entries = [np.sort(rng.choice(shape[0], min(shape[0], LINE_SAMPLE),
+                                             replace=False)) * width + lo + int(column)
+                          for column in np.unique(columns)[:2]]
+        found[k] = np.concatenate([picked] + column_entries).astype(np.int64)
+    return found
+
+
+def _disagreeing(context, approx, indices, noise) -> np.ndarray:
+    """Which of ``indices`` disagree beyond the full check's tolerance (before
+    re-examination)."""
+    numeric, analytic = approx[indices], context.dtheta[indices]
+    tolerance = (context.thresholds[0] * (np.abs(numeric) + np.abs(analytic))
+                 + noise.bound / context.steps.take(indices))
+    return np.abs(numeric - analytic) > tolerance
 
 
 def _with_mirrors(indices: np.ndarray, layout, k: int) -> np.ndarray:
