@@ -2,6 +2,7 @@
 
     python benchmarks/compare.py [--sizes 100,2000,20000,200000] [--threads 1,2] [--markdown]
                                  [--budget 15] [--fastgc-budget 200] [--sample-seconds 5]
+    python benchmarks/compare.py --plans [--large]   # check plans: see benchmarks/plans.py
 
 Methods (all with eps = 1e-7, central differences, every index covered):
 
@@ -522,6 +523,11 @@ def print_markdown(rows):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--plans" in argv:  # screen vs torch's fast gradcheck and vs the full check
+        import plans
+
+        return plans.main([a for a in argv if a != "--plans"])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100,2000,20000,200000")
     parser.add_argument("--threads", default="1,2")

@@ -201,3 +201,10 @@ def test_the_torch_benchmarks_run(suite):
     bench.time_check_module(100, 2, "side by side")
     with pytest.raises(NotImplementedError):
         bench.setup(100, 1, "side by side")
+
+
+def test_the_plans_benchmark_runs_at_its_smallest_size(suite):
+    bench = suite["bench_plans"].Plans()
+    bench.setup("screen", 263_168)
+    assert bench.track_localised("screen", 263_168) == 1.0
+    assert bench.track_evaluations("screen", 263_168) < 1000

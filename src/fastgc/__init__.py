@@ -24,12 +24,16 @@ from ._errors import (
     MissingDependencyError,
 )
 from ._layout import Layout, flatten
-from ._result import CheckResult, Component, Label, ParameterReport, Verdict
+from ._patterns import bug_patterns
+from ._result import BlockCoverage, CheckResult, Component, Label, ParameterReport, Verdict
+from .plans import Budget, Full, Sampled, Screen
 from ._threads import get_num_threads, set_num_threads, threads
 from ._tune import suggest_threads
 from ._version import __version__
 
 __all__ = [
+    "BlockCoverage",
+    "Budget",
     "CheckResult",
     "Component",
     "CostError",
@@ -44,8 +48,12 @@ __all__ = [
     "Label",
     "Layout",
     "MissingDependencyError",
+    "Full",
     "ParameterReport",
+    "Sampled",
+    "Screen",
     "Verdict",
+    "bug_patterns",
     "check",
     "check_fn",
     "check_layer",

@@ -14,6 +14,9 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser(
         "demo", help="check the lecture's 3-layer network, with correct and with buggy backprop"
     )
+    demo.add_argument("which", nargs="?", choices=["course", "large"], default="course",
+                      help="course: the lecture's network (default); large: a network of over "
+                           "ten million parameters, screened")
     demo.add_argument("--threads", type=int, default=None, help="thread count (default: all)")
     commands.add_parser("config", help="show which engines are available and the thread setup")
     tune = commands.add_parser(
@@ -32,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_check(options)
     if options.command == "demo":
+        if options.which == "large":
+            from ._demo_large import run as run_large
+
+            return run_large(n_threads=options.threads)
         from ._demo import run
 
         return run(n_threads=options.threads)

@@ -8,14 +8,15 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from ._cost import Cost, analytic_gradients, measure_baseline
+from ._cost import Baseline, Cost, analytic_gradients, measure_baseline
 from ._layout import flatten
 from ._result import CheckResult
-from ._steps import choose_steps
+from ._steps import choose_steps, upcast_float32
 from ._threads import resolve_n_threads
 from ._validation import (
     validate_args,
@@ -24,10 +25,25 @@ from ._validation import (
     validate_progress,
     validate_thresholds,
 )
-from .diagnosis import Evidence, Prober, diagnose, lecture_difference, signature_crossing
+from .diagnosis import (
+    Evidence,
+    Prober,
+    diagnose,
+    effective_thresholds,
+    lecture_difference,
+    signature_crossing,
+)
 from .engines import resolve_engine
 from .executors import LocalExecutor
 from .executors.replay import confirm_reproducible
+from .plans import Plan, PlanContext, resolve_plan
+
+if TYPE_CHECKING:
+    from ._layout import Layout
+    from ._steps import StepRule
+    from .diagnosis import Diagnosis
+    from .engines import Engine
+    from .plans import PlanOutcome
 
 
 def check(
@@ -43,6 +59,9 @@ def check(
     progress: bool | None = None,
     signature: Callable[..., Any] | None = None,
     reseed: Callable[[], Any] | None = None,
+    plan: "str | Plan | None" = None,
+    budget: float | None = None,
+    upcast: bool = False,
 ) -> CheckResult:
     """Check analytic gradients against two-sided finite differences of the cost.
 
@@ -91,12 +110,28 @@ def check(
     reseed : callable, optional
         Called before every evaluation of the cost, for stochastic costs (dropout): reset the
         random generator there. Runs the serial Python engine.
+    plan : {"full", "screen", "sampled"} or plan object, optional
+        What is differenced. "full" (the default): every component. "screen": a few random
+        directions per block, a disagreeing block confirmed at another step and localised to
+        its wrong components (a few hundred evaluations instead of 2n). "sampled": a seeded
+        sample per block. ``fastgc.Screen(directions=, seed=)`` and
+        ``fastgc.Sampled(per_block=, seed=)`` set their options.
+    budget : float, optional
+        Seconds: the full check if its predicted time fits, else the screen and then as
+        large a sample as the time left allows. Not combined with ``plan``.
+    upcast : bool, default False
+        For float32 parameters: evaluate the cost in float64 (on a float64 copy of the
+        parameters; yours are untouched) against your float32 gradients, judged with the
+        accuracy float32 gradients can attain. Finite differences, along random directions
+        above all, resolve far more in float64. The cost must accept float64 parameters and
+        return a float64.
 
     Returns
     -------
     CheckResult
         ``verdict``, ``difference``, ``per_parameter``, ``worst(k)``, ``numerical_grads``,
-        ``raise_if_failed()``; ``print(result)`` shows the report.
+        ``coverage``, ``evaluations``, ``raise_if_failed()``; ``print(result)`` shows the
+        report.
 
     Raises
     ------
@@ -136,8 +171,10 @@ def check(
     args = validate_args(args)
     eps = validate_eps(eps)
     thresholds = validate_thresholds(thresholds)
+    theta, layout, thresholds = upcast_float32(theta, layout, thresholds, upcast)
     progress = validate_progress(progress)
     validate_hooks(signature=signature, reseed=reseed)
+    plan_ = resolve_plan(plan, budget)
 
     cost_ = Cost.classify(cost, args, layout, reseed)
     dtheta, ignored_gradients = analytic_gradients(grads, theta, layout, args)
@@ -148,41 +185,83 @@ def check(
     steps = choose_steps(theta, eps)
     baseline = measure_baseline(cost_, theta)
 
+    problem = _Problem(theta, layout, dtheta, ignored_gradients, cost_, engine_, steps, baseline,
+                       started)
     executor = LocalExecutor(engine_, cost_, theta, n_threads)
-    approx = np.empty(layout.size, dtype=np.float64)
+    prober = Prober(cost_.value_at, theta)
     with executor.open() as session:
-        session.sweep(steps, approx, baseline.seconds, progress)
-    compile_seconds = baseline.compile_seconds + session.compile_seconds
+        outcome = plan_.run(PlanContext(
+            session, theta, dtheta, layout, steps, baseline.value, baseline.seconds,
+            executor.n_chunks, progress, effective_thresholds(thresholds, layout.dtype), prober,
+        ))
     replayed = 0
     if executor.n_chunks > 1:  # numbers of several threads must be the numbers of one
-        replayed = confirm_reproducible(cost_, theta, steps, approx, dtheta)
-
-    norms = engine_.block_norms(approx, dtheta, layout.offsets)
+        replayed = confirm_reproducible(cost_, theta, steps, outcome.approx, dtheta,
+                                        among=outcome.checked if outcome.partial else None)
     crossed = None
     if signature is not None:
         crossed = signature_crossing(signature, cost_.structure, theta)
-    prober = Prober(cost_.value_at, theta)
-    evidence = Evidence(approx=approx, dtheta=dtheta, layout=layout, steps=steps,
-                        cost_at_theta=baseline.value, block_norms=norms)
+    diagnosis, norms = _diagnose(problem, outcome, thresholds, prober, crossed)
+    return _result(problem, outcome, diagnosis, norms, executor.n_chunks,
+                   baseline.compile_seconds + session.compile_seconds,
+                   2 + replayed + prober.evaluations)
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """A validated check: the flat parameters and gradients, the cost and how it runs."""
+
+    theta: np.ndarray
+    layout: "Layout"
+    dtheta: np.ndarray
+    ignored_gradients: tuple[str, ...]
+    cost: Cost
+    engine: "Engine"
+    steps: "StepRule"
+    baseline: Baseline
+    started: float  # perf_counter() when the check began
+
+
+def _diagnose(
+    problem: _Problem, outcome: "PlanOutcome", thresholds: tuple[float, float],
+    prober: Prober, crossed: Any,
+) -> tuple["Diagnosis", np.ndarray]:
+    """The plan's evidence judged: the diagnosis, and the squared norms per block."""
+    norms = problem.engine.block_norms(outcome.approx, problem.dtheta, problem.layout.offsets)
+    evidence = Evidence(approx=outcome.approx, dtheta=problem.dtheta, layout=problem.layout,
+                        steps=problem.steps, cost_at_theta=problem.baseline.value,
+                        block_norms=norms)
     diagnosis = diagnose(evidence, thresholds, prober, crossed)
+    return outcome.merge(diagnosis, problem.layout, problem.dtheta), norms
+
+
+def _result(
+    problem: _Problem, outcome: "PlanOutcome", diagnosis: "Diagnosis", norms: np.ndarray,
+    n_chunks: int, compile_seconds: float, other_evaluations: int,
+) -> CheckResult:
+    """The result of a check, from what was run and how it was judged."""
     return CheckResult(
         verdict=diagnosis.verdict,
-        difference=lecture_difference(norms),
+        difference=outcome.overall_difference(diagnosis, lecture_difference(norms)),
         per_parameter=diagnosis.per_parameter,
-        approx=approx,
-        dtheta=dtheta,
-        layout=layout,
+        approx=outcome.approx,
+        dtheta=problem.dtheta,
+        layout=problem.layout,
         thresholds=diagnosis.thresholds,
-        step_description=steps.description,
+        step_description=problem.steps.description,
         noise_floor=diagnosis.noise_floor,
-        engine=engine_.name,
-        n_threads=executor.n_chunks,
-        seconds=time.perf_counter() - started - compile_seconds,
+        engine=problem.engine.name,
+        n_threads=n_chunks,
+        seconds=time.perf_counter() - problem.started - compile_seconds,
         compile_seconds=compile_seconds,
-        n_evaluations=2 * layout.size + 2 + replayed + prober.evaluations,
+        n_evaluations=outcome.evaluations + other_evaluations,
         labels=diagnosis.labels,
         corrected=diagnosis.corrected,
         scores=diagnosis.scores,
-        ignored_gradients=ignored_gradients,
+        ignored_gradients=problem.ignored_gradients,
         explained=diagnosis.explained,
+        plan=outcome.name,
+        coverage=outcome.coverage,
+        plan_notes=outcome.notes,
+        checked=outcome.checked if outcome.partial else None,
     )

@@ -34,3 +34,32 @@ def block_norms(
     offsets: NDArray[np.int64],
     norms: NDArray[np.float64],
 ) -> None: ...
+def directional_differences_c(
+    cost_address: int,
+    data_address: int,
+    work: NDArray[_Floating],
+    theta: NDArray[_Floating],
+    dtheta: NDArray[np.float64],
+    lo: NDArray[np.int64],
+    hi: NDArray[np.int64],
+    seeds: NDArray[np.uint64],
+    kinds: NDArray[np.int64],
+    steps: NDArray[np.float64],
+    out: NDArray[np.float64],
+    failed: NDArray[np.int64],
+    n_threads: int,
+) -> None: ...
+def directional_differences_py(
+    evaluate: Callable[[int, int], SupportsFloat],
+    work: NDArray[_Floating],
+    theta: NDArray[_Floating],
+    dtheta: NDArray[np.float64],
+    lo: NDArray[np.int64],
+    hi: NDArray[np.int64],
+    seeds: NDArray[np.uint64],
+    kinds: NDArray[np.int64],
+    steps: NDArray[np.float64],
+    out: NDArray[np.float64],
+    failed: NDArray[np.int64],
+    n_threads: int,
+) -> None: ...

@@ -14,8 +14,8 @@ Built without OpenMP, ``prange`` runs as a plain serial loop and ``openmp_enable
 cimport cython
 from cpython.ref cimport PyObject
 from cython.parallel cimport prange
-from libc.math cimport isfinite
-from libc.stdint cimport int64_t
+from libc.math cimport fabs, isfinite, sqrt
+from libc.stdint cimport int64_t, uint64_t
 
 cdef extern from *:
     """
@@ -356,3 +356,241 @@ def block_norms(const double[::1] approx, const double[::1] dtheta,
             norms[block, 0] = sum_difference
             norms[block, 1] = sum_approx
             norms[block, 2] = sum_dtheta
+
+
+# The counter-based generator of the directional kernels; the constants are those of
+# ``fastgc.engines._reference`` (SplitMix64's increment and mixer), in wrapping uint64.
+cdef uint64_t _GOLDEN_GAMMA = 0x9E3779B97F4A7C15ULL
+cdef uint64_t _MIX_MULTIPLIER_1 = 0xBF58476D1CE4E5B9ULL
+cdef uint64_t _MIX_MULTIPLIER_2 = 0x94D049BB133111EBULL
+cdef int64_t _IRWIN_HALL_CENTRE = 131070
+cdef double _IRWIN_HALL_SCALE = sqrt(3.0 / (65536.0 * 65536.0 - 1.0))
+cdef int64_t _GAUSSIAN = 1
+cdef int64_t _RELATIVE = 2
+
+
+cdef inline double _direction_entry(uint64_t seed, int64_t i, int64_t kind) noexcept nogil:
+    """Entry ``i`` of the direction ``seed``: +/-1, or Gaussian-like when ``kind & 1``.
+
+    Mirrors ``fastgc.engines._numba_kernels.direction_entry`` and
+    ``fastgc.engines._reference.direction_entry``.
+    """
+    cdef uint64_t z = seed + (<uint64_t>i + 1) * _GOLDEN_GAMMA
+    cdef uint64_t total
+    z = (z ^ (z >> 30)) * _MIX_MULTIPLIER_1
+    z = (z ^ (z >> 27)) * _MIX_MULTIPLIER_2
+    z = z ^ (z >> 31)
+    if kind & _GAUSSIAN:
+        total = (z & 0xFFFF) + ((z >> 16) & 0xFFFF) + ((z >> 32) & 0xFFFF) + (z >> 48)
+        return <double>(<int64_t>total - _IRWIN_HALL_CENTRE) * _IRWIN_HALL_SCALE
+    return 1.0 if (z >> 63) != 0 else -1.0
+
+
+cdef inline double _move(double step, uint64_t seed, int64_t i, int64_t kind,
+                         double value) noexcept nogil:
+    """How far entry i moves: step x v_i (x max(1, |theta_i|) for a relative step)."""
+    cdef double move = step * _direction_entry(seed, i, kind)
+    cdef double scale
+    if kind & _RELATIVE:
+        scale = fabs(value)
+        move = move * (scale if scale > 1.0 else 1.0)
+    return move
+
+
+cdef void _directional_chunk(const _Evaluator *evaluator, floating *row, const floating *theta,
+                             Py_ssize_t n, const double *dtheta, const int64_t *lo,
+                             const int64_t *hi, const uint64_t *seeds, const int64_t *kinds,
+                             const double *steps, double *out, int64_t *failed,
+                             Py_ssize_t chunk, Py_ssize_t n_chunks,
+                             Py_ssize_t n_tasks) noexcept nogil:
+    """The tasks of one chunk on its private copy ``row``; stops at once when a Python cost
+    raises, or at the first non-finite cost or vanished move."""
+    cdef Py_ssize_t t
+    cdef int64_t i, start, stop
+    cdef double move, upper, lower, represented, prediction, step_squares
+    cdef double cost_plus = 0.0, cost_minus = 0.0
+    cdef int status
+
+    failed[chunk] = -1
+    for t in range((n_tasks * chunk) // n_chunks, (n_tasks * (chunk + 1)) // n_chunks):
+        start = lo[t]
+        stop = hi[t]
+        prediction = 0.0
+        step_squares = 0.0
+        for i in range(start, stop):
+            move = _move(steps[t], seeds[t], i, kinds[t], <double>theta[i])
+            # Each sum is formed in double and rounded once into the dtype of theta.
+            row[i] = <floating>(theta[i] + move)
+            upper = <double>row[i]
+            row[i] = <floating>(theta[i] - move)
+            lower = <double>row[i]
+            row[i] = <floating>upper
+            represented = upper - lower
+            prediction += dtheta[i] * represented
+            step_squares += represented * represented
+        status = _evaluate(evaluator, row, n, chunk, start, &cost_plus)
+        if status == 0:
+            for i in range(start, stop):
+                row[i] = <floating>(theta[i] - _move(steps[t], seeds[t], i, kinds[t],
+                                                     <double>theta[i]))
+            status = _evaluate(evaluator, row, n, chunk, start, &cost_minus)
+        # Restore the pristine values themselves: theta + m - m need not round back.
+        for i in range(start, stop):
+            row[i] = theta[i]
+        if status != 0:
+            return
+        if not (isfinite(cost_plus) and isfinite(cost_minus)) or step_squares == 0.0:
+            failed[chunk] = t
+            break
+        out[3 * t] = cost_plus - cost_minus
+        out[3 * t + 1] = prediction
+        out[3 * t + 2] = step_squares
+
+
+cdef void _run_directional(const _Evaluator *evaluator, floating[:, ::1] work,
+                           const floating[::1] theta, const double[::1] dtheta,
+                           const int64_t[::1] lo, const int64_t[::1] hi,
+                           const uint64_t[::1] seeds, const int64_t[::1] kinds,
+                           const double[::1] steps, double[:, ::1] out, int64_t[::1] failed,
+                           int n_threads) noexcept:
+    """Every chunk of tasks, one OpenMP iteration per chunk (static schedule, chunk size 1),
+    without the GIL."""
+    cdef Py_ssize_t n_chunks = work.shape[0]
+    cdef Py_ssize_t n = work.shape[1]
+    cdef Py_ssize_t n_tasks = lo.shape[0]
+    cdef Py_ssize_t chunk
+
+    if n_tasks == 0 or n == 0:
+        for chunk in range(n_chunks):
+            failed[chunk] = -1
+        if n_tasks != 0:  # every range is empty: every move vanished
+            failed[0] = 0
+        return
+    for chunk in prange(n_chunks, nogil=True, schedule="static", chunksize=1,
+                        num_threads=n_threads):
+        _directional_chunk(evaluator, &work[chunk, 0], &theta[0], n, &dtheta[0], &lo[0],
+                           &hi[0], &seeds[0], &kinds[0], &steps[0], &out[0, 0], &failed[0],
+                           chunk, n_chunks, n_tasks)
+
+
+cdef int _check_directional(Py_ssize_t n_chunks, Py_ssize_t n, Py_ssize_t theta_n,
+                            Py_ssize_t dtheta_n, const int64_t[::1] lo, const int64_t[::1] hi,
+                            Py_ssize_t seeds_n, Py_ssize_t kinds_n, Py_ssize_t steps_n,
+                            double[:, ::1] out, Py_ssize_t failed_n, int n_threads) except -1:
+    """Raise ValueError unless the shapes agree and every range lies within [0, n]."""
+    cdef Py_ssize_t t, n_tasks = lo.shape[0]
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+    if theta_n != n or dtheta_n != n:
+        raise ValueError(
+            f"theta and dtheta must have length work.shape[1] ({n}), got {theta_n} and "
+            f"{dtheta_n}"
+        )
+    for name, length in (("hi", hi.shape[0]), ("seeds", seeds_n), ("kinds", kinds_n),
+                         ("steps", steps_n)):
+        if length != n_tasks:
+            raise ValueError(f"{name} must have the length of lo ({n_tasks}), got {length}")
+    if out.shape[0] != n_tasks or out.shape[1] != 3:
+        raise ValueError(
+            f"out must have shape ({n_tasks}, 3), got ({out.shape[0]}, {out.shape[1]})"
+        )
+    if failed_n != n_chunks:
+        raise ValueError(f"failed must have length work.shape[0] ({n_chunks}), got {failed_n}")
+    if n_chunks == 0 and n_tasks != 0:
+        raise ValueError("work must have at least one row when there are tasks")
+    for t in range(n_tasks):
+        if lo[t] < 0 or hi[t] < lo[t] or hi[t] > n:
+            raise ValueError(
+                f"task ranges must satisfy 0 <= lo <= hi <= {n} (work.shape[1]), got "
+                f"[{lo[t]}, {hi[t]}) at position {t}"
+            )
+    return 0
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def directional_differences_c(size_t cost_address, size_t data_address, floating[:, ::1] work,
+                              const floating[::1] theta, const double[::1] dtheta,
+                              const int64_t[::1] lo, const int64_t[::1] hi,
+                              const uint64_t[::1] seeds, const int64_t[::1] kinds,
+                              const double[::1] steps, double[:, ::1] out,
+                              int64_t[::1] failed, int n_threads):
+    """Two-sided differences of a C cost along seeded random directions, without the GIL.
+
+    Mirrors ``fastgc.engines._numba_kernels.directional_differences`` (which documents the
+    arguments and outputs) and ``fastgc.engines._reference.directional_differences``.
+
+    Parameters
+    ----------
+    cost_address, data_address : int
+        As in ``central_differences_c``.
+    work : float32 or float64 ndarray, shape (n_chunks, n), C-contiguous
+        One private copy of theta per chunk, each restored exactly on return.
+    theta : ndarray, shape (n,), dtype of ``work``
+        The pristine parameters.
+    dtheta : float64 ndarray, shape (n,)
+    lo, hi, kinds : int64 ndarray, shape (T,)
+    seeds : uint64 ndarray, shape (T,)
+    steps : float64 ndarray, shape (T,)
+    out : float64 ndarray, shape (T, 3)
+    failed : int64 ndarray, shape (n_chunks,)
+    n_threads : int
+        Number of OpenMP threads, >= 1.
+
+    Raises
+    ------
+    ValueError
+        If ``n_threads < 1``, ``cost_address`` is 0, the shapes disagree or a range is out of
+        bounds.
+    """
+    cdef _Evaluator evaluator
+
+    if cost_address == 0:
+        raise ValueError("cost_address must be a non-null function address, got 0")
+    _check_directional(work.shape[0], work.shape[1], theta.shape[0], dtheta.shape[0], lo, hi,
+                       seeds.shape[0], kinds.shape[0], steps.shape[0], out, failed.shape[0],
+                       n_threads)
+    evaluator.cost_address = cost_address
+    evaluator.data = <void *>data_address
+    evaluator.python_state = NULL
+    _run_directional(&evaluator, work, theta, dtheta, lo, hi, seeds, kinds, steps, out, failed,
+                     n_threads)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def directional_differences_py(object evaluate, floating[:, ::1] work,
+                               const floating[::1] theta, const double[::1] dtheta,
+                               const int64_t[::1] lo, const int64_t[::1] hi,
+                               const uint64_t[::1] seeds, const int64_t[::1] kinds,
+                               const double[::1] steps, double[:, ::1] out,
+                               int64_t[::1] failed, int n_threads):
+    """Directional differences with a Python ``evaluate(chunk, i)`` called under the GIL.
+
+    Mirrors ``fastgc.engines._numba_kernels.directional_differences`` and
+    ``fastgc.engines._reference.directional_differences``; ``i`` is the first index of the
+    task's range. Arguments as in ``directional_differences_c``.
+
+    Raises
+    ------
+    ValueError
+        If ``n_threads < 1``, the shapes disagree or a range is out of bounds.
+    BaseException
+        The first exception raised by ``evaluate``, unchanged, once every thread has stopped
+        and every row of ``work`` is restored.
+    """
+    cdef _PythonCost state = _PythonCost(evaluate)
+    cdef _Evaluator evaluator
+
+    _check_directional(work.shape[0], work.shape[1], theta.shape[0], dtheta.shape[0], lo, hi,
+                       seeds.shape[0], kinds.shape[0], steps.shape[0], out, failed.shape[0],
+                       n_threads)
+    evaluator.cost_address = 0
+    evaluator.data = NULL
+    evaluator.python_state = <PyObject *>state
+    _run_directional(&evaluator, work, theta, dtheta, lo, hi, seeds, kinds, steps, out, failed,
+                     n_threads)
+    if state.error is not None:
+        error = state.error
+        state.error = None
+        raise error

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._patterns import bug_patterns
 from ._result import Verdict
 
 if TYPE_CHECKING:
@@ -78,6 +79,11 @@ def format_report(result: "CheckResult", n_worst: int = 10) -> str:
         lines.append(f"  re-examined or flagged components: {len(result.labels)}")
         for label, count in counts.most_common():
             lines.append(f"    {count:>5}  {label}")
+    lines.extend(coverage_lines(result))
+    patterns = bug_patterns(result)
+    if patterns:
+        lines.append("")
+        lines.extend(f"  kind of bug in {name}: {pattern}" for name, pattern in patterns.items())
     worst = reported_components(result, n_worst)
     if worst and result.verdict is not Verdict.CORRECT:
         lines.append("")
@@ -140,6 +146,29 @@ def _correct_reason(result: "CheckResult") -> str:
         f"why correct: the difference {result.difference:.1e} is above {result.thresholds[0]:.0e}"
         f" only through components that count as agreeing: {why}"
     )
+
+
+def coverage_lines(result: "CheckResult") -> list[str]:
+    """What a plan other than the full one checked, block by block, and what that proves."""
+    if result.plan == "full" or not result.coverage:
+        return []
+    full_evaluations = 2 * result.layout.size
+    lines = [
+        "",
+        f"  plan {result.plan}: {result.n_evaluations} cost evaluations, "
+        f"{result.n_evaluations / max(full_evaluations, 1):.4%} of a full check's "
+        f"{full_evaluations}",
+        f"    {'parameter':<12} {'size':>10} {'one by one':>10} {'directions':>10} "
+        f"{'evals':>7} {'limit':>9}  finding",
+    ]
+    for c in result.coverage.values():
+        limit = "-" if c.detection_limit == 0 else f"{c.detection_limit:.1e}"
+        lines.append(
+            f"    {c.name:<12} {c.size:>10} {c.components:>10} {c.directions:>10} "
+            f"{c.evaluations:>7} {limit:>9}  {c.finding}"
+        )
+    lines.extend(f"  {note}" for note in result.plan_notes)
+    return lines
 
 
 def reported_components(result: "CheckResult", n_worst: int = 10) -> list["Component"]:

@@ -101,6 +101,40 @@ class ParameterReport:
     n_unresolved: int = 0
 
 
+@dataclass(frozen=True)
+class BlockCoverage:
+    """How one parameter block was checked.
+
+    Attributes
+    ----------
+    name : str
+        The parameter.
+    size : int
+        Its number of components.
+    components : int
+        Components differenced one by one (central differences, as in a full check).
+    directions : int
+        Random directions (within the block or a sub-range of it) it was differenced along.
+    evaluations : int
+        Cost evaluations spent on it.
+    detection_limit : float
+        For a block judged only along random directions: the relative error
+        ``||error|| / ||gradient||`` below which the test could have missed it (0.0 when
+        every component was checked; inf when the block's gradient is too small to tell).
+    finding : str
+        What was found, in a few words ("every component", "passed the screen", "single wrong
+        entries located", "block-wide error", ...).
+    """
+
+    name: str
+    size: int
+    components: int
+    directions: int
+    evaluations: int
+    detection_limit: float = 0.0
+    finding: str = ""
+
+
 @dataclass(frozen=True, eq=False)
 class CheckResult:
     """The outcome of :func:`fastgc.check`; ``print(result)`` shows the report.
@@ -126,6 +160,15 @@ class CheckResult:
         How many components disagree beyond the correct threshold at the check's step and yet
         count as agreeing, by reason ("within the noise floor", "kinks", "agree at another
         step"); the report's headline gives them when the difference is above the threshold.
+    plan : str
+        How theta was checked: "full" (every component), "screen" or "sampled".
+    coverage : dict of str to BlockCoverage
+        Per block: components checked one by one, directions, evaluations, detection limit.
+    plan_notes : tuple of str
+        What the plan checked, and what a pass does and does not prove.
+    checked : ndarray of bool, shape (n,), or None
+        Which components were differenced one by one (None: all of them); elsewhere
+        ``approx`` holds the analytic value.
     """
 
     verdict: Verdict
@@ -147,6 +190,15 @@ class CheckResult:
     ignored_gradients: tuple[str, ...] = ()
     scores: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     explained: dict[str, int] = field(default_factory=dict)
+    plan: str = "full"
+    coverage: dict[str, BlockCoverage] = field(default_factory=dict)
+    plan_notes: tuple[str, ...] = ()
+    checked: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def evaluations(self) -> int:
+        """Cost evaluations used in all (the same as ``n_evaluations``)."""
+        return self.n_evaluations
 
     @property
     def numerical_grads(self) -> Any:
@@ -227,8 +279,8 @@ class CheckResult:
             ``step``, ``noise_floor``, ``n_parameters``, ``dtype``, ``engine``, ``n_threads``,
             ``n_evaluations``, ``seconds``, ``compile_seconds``, ``parameters`` (one dict per
             parameter, in order), ``reexamined`` (label to count), ``worst_components``,
-            ``ignored_gradients``, ``explained`` and ``notes``. Floats may be inf or NaN (a NaN
-            gradient).
+            ``ignored_gradients``, ``explained``, ``notes``, ``plan``, ``coverage`` (one dict
+            per block) and ``plan_notes``. Floats may be inf or NaN (a NaN gradient).
 
         Examples
         --------
@@ -288,6 +340,14 @@ class CheckResult:
             "ignored_gradients": list(self.ignored_gradients),
             "explained": dict(self.explained),
             "notes": zero_numeric_notes(self),
+            "plan": self.plan,
+            "coverage": [
+                {"name": c.name, "size": c.size, "components": c.components,
+                 "directions": c.directions, "evaluations": c.evaluations,
+                 "detection_limit": float(c.detection_limit), "finding": c.finding}
+                for c in self.coverage.values()
+            ],
+            "plan_notes": list(self.plan_notes),
         }
 
     def to_json(self, path: str | os.PathLike | None = None, n_worst: int = 10) -> str:

@@ -7,6 +7,7 @@ the rule before anything runs, and the diagnosis needs it afterwards, so it live
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,3 +71,22 @@ def choose_steps(theta: np.ndarray, eps: float | None) -> StepRule:
         f"eps={base:.3g} x max(1, |theta_i|), the default for {theta.dtype} (about cbrt(u): "
         "balances round-off against truncation)",
     )
+
+
+def upcast_float32(
+    theta: np.ndarray, layout, thresholds: tuple[float, float], upcast: object
+) -> tuple[np.ndarray, object, tuple[float, float]]:
+    """With ``upcast``, float32 parameters become a float64 copy (the cost is then evaluated
+    in float64), and the thresholds those of float32 gradients: what the analytic side can
+    attain. Anything else is returned as it is."""
+    from ._errors import InvalidInputError
+
+    if not isinstance(upcast, (bool, np.bool_)):
+        raise InvalidInputError(f"upcast must be True or False, got {upcast!r}")
+    if not upcast or theta.dtype != np.float32:
+        return theta, layout, thresholds
+    attainable = 5.0 * UNIT_ROUNDOFF[np.dtype(np.float32)] ** (2.0 / 3.0)
+    correct = max(thresholds[0], attainable)
+    raised = (correct, max(thresholds[1], 10.0 * correct))
+    return (theta.astype(np.float64), dataclasses.replace(layout, dtype=np.dtype(np.float64)),
+            raised)

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 # run(indices, steps, approx, failed): one round of the check on the engine's work copies.
 Runner = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
+# run(lo, hi, seeds, kinds, steps, out, failed): one round of directional differences.
+DirectionalRunner = Callable[..., None]
 
 
 class Engine:
@@ -58,6 +60,15 @@ class Engine:
 
     def make_runner(self, cost: "Cost", work: np.ndarray, parallel: bool = True) -> Runner:
         """A function ``run(indices, steps, approx, failed)`` doing one round on ``work``."""
+        raise NotImplementedError
+
+    def make_directional_runner(
+        self, cost: "Cost", work: np.ndarray, theta: np.ndarray, dtheta: np.ndarray,
+        parallel: bool = True,
+    ) -> DirectionalRunner:
+        """A function ``run(lo, hi, seeds, kinds, steps, out, failed)`` doing one round of
+        directional differences on ``work`` around the pristine ``theta`` (see
+        ``_numba_kernels.directional_differences`` for the arguments)."""
         raise NotImplementedError
 
     def warm_up(self, run: Runner, cost: "Cost", work: np.ndarray, parallel: bool) -> float:

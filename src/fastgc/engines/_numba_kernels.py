@@ -92,3 +92,127 @@ def block_norms(approx, dtheta, offsets, norms):  # pragma: no cover
 central_differences_serial = numba.njit(parallel=False, **_JIT_OPTIONS)(
     central_differences.py_func
 )
+
+
+# The counter-based generator of the directional kernels; the constants are those of
+# ``fastgc.engines._reference`` (SplitMix64's increment and mixer), typed so that Numba keeps
+# every operation in wrapping uint64 arithmetic.
+_GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_MIX_MULTIPLIER_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_MULTIPLIER_2 = np.uint64(0x94D049BB133111EB)
+_LOW16 = np.uint64(0xFFFF)
+_ONE = np.uint64(1)
+_SHIFTS = (np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(16), np.uint64(32),
+           np.uint64(48), np.uint64(63))
+_IRWIN_HALL_CENTRE = 131070
+_IRWIN_HALL_SCALE = (3.0 / (65536.0 * 65536.0 - 1.0)) ** 0.5
+_GAUSSIAN = 1
+_RELATIVE = 2
+
+
+@numba.njit(**_JIT_OPTIONS)
+def direction_entry(seed, i, kind):  # pragma: no cover
+    """Entry ``i`` of the direction ``seed``: +/-1, or Gaussian-like when ``kind & 1``.
+
+    Mirrors ``fastgc._core._direction_entry`` and ``fastgc.engines._reference.direction_entry``.
+    """
+    z = seed + (np.uint64(i) + _ONE) * _GOLDEN_GAMMA
+    z = (z ^ (z >> _SHIFTS[0])) * _MIX_MULTIPLIER_1
+    z = (z ^ (z >> _SHIFTS[1])) * _MIX_MULTIPLIER_2
+    z = z ^ (z >> _SHIFTS[2])
+    if kind & _GAUSSIAN:
+        total = ((z & _LOW16) + ((z >> _SHIFTS[3]) & _LOW16) + ((z >> _SHIFTS[4]) & _LOW16)
+                 + (z >> _SHIFTS[5]))
+        return np.float64(np.int64(total) - _IRWIN_HALL_CENTRE) * _IRWIN_HALL_SCALE
+    return 1.0 if (z >> _SHIFTS[6]) != np.uint64(0) else -1.0
+
+
+@numba.njit(**_JIT_OPTIONS)
+def _move(step, seed, i, kind, value):  # pragma: no cover
+    """How far entry i moves: step x v_i (x max(1, |theta_i|) for a relative step)."""
+    move = step * direction_entry(seed, i, kind)
+    if kind & _RELATIVE:
+        move = move * max(1.0, abs(np.float64(value)))
+    return move
+
+
+@numba.njit(parallel=True, **_JIT_OPTIONS)
+def directional_differences(cost, args, work, theta, dtheta, lo, hi, seeds, kinds, steps, out,
+                            failed):  # pragma: no cover
+    """Two-sided differences of ``cost`` along seeded random directions within index ranges.
+
+    Mirrors ``fastgc._core.directional_differences_c`` and
+    ``fastgc.engines._reference.directional_differences``.
+
+    Task t moves ``theta[lo[t]:hi[t]]`` by ``+/- steps[t] * v`` (times max(1, |theta_i|) when
+    ``kinds[t] & 2``), where ``v_i = direction_entry(seeds[t], i, kinds[t])`` is computed on
+    the fly, evaluates the cost at both points and restores the range from the pristine
+    ``theta`` (never by arithmetic).
+
+    Parameters
+    ----------
+    cost : numba dispatcher
+        ``cost(theta, *args) -> float``.
+    args : tuple
+        Extra arguments of ``cost``.
+    work : ndarray, shape (n_chunks, n)
+        One private copy of theta per chunk; the tasks are split into ``n_chunks`` contiguous
+        chunks run in parallel. Every row is restored exactly on return.
+    theta : ndarray, shape (n,)
+        The pristine parameters, dtype of ``work``; read only.
+    dtheta : float64 ndarray, shape (n,)
+        The analytic gradient.
+    lo, hi : int64 ndarray, shape (T,)
+        The index range of each task, 0 <= lo <= hi <= n.
+    seeds : uint64 ndarray, shape (T,)
+        The direction of each task.
+    kinds : int64 ndarray, shape (T,)
+        Bit 1: Gaussian-like entries instead of signs; bit 2: relative steps.
+    steps : float64 ndarray, shape (T,)
+        The step of each task.
+    out : float64 ndarray, shape (T, 3)
+        Output per task: ``J+ - J-``, the analytic prediction
+        ``sum_i dtheta_i (fl(theta_i + h v_i) - fl(theta_i - h v_i))`` over the represented
+        moves, and the sum of the squared represented moves.
+    failed : int64 ndarray, shape (n_chunks,)
+        Output: -1, or the first task of the chunk where a cost was not finite or every move
+        vanished in the dtype of theta; the chunk stops there.
+    """
+    n_chunks = work.shape[0]
+    n_tasks = lo.shape[0]
+    for chunk in numba.prange(n_chunks):
+        row = work[chunk]
+        failed[chunk] = -1
+        for t in range((n_tasks * chunk) // n_chunks, (n_tasks * (chunk + 1)) // n_chunks):
+            start, stop = lo[t], hi[t]
+            seed, kind, step = seeds[t], kinds[t], steps[t]
+            prediction = 0.0
+            step_squares = 0.0
+            for i in range(start, stop):
+                move = _move(step, seed, i, kind, theta[i])
+                row[i] = theta[i] + move
+                upper = np.float64(row[i])
+                row[i] = theta[i] - move
+                lower = np.float64(row[i])
+                row[i] = upper
+                represented = upper - lower
+                prediction += dtheta[i] * represented
+                step_squares += represented * represented
+            cost_plus = cost(row, *args)
+            for i in range(start, stop):
+                row[i] = theta[i] - _move(step, seed, i, kind, theta[i])
+            cost_minus = cost(row, *args)
+            # Restore the pristine values themselves: theta + m - m need not round back.
+            for i in range(start, stop):
+                row[i] = theta[i]
+            if not (np.isfinite(cost_plus) and np.isfinite(cost_minus)) or step_squares == 0.0:
+                failed[chunk] = t
+                break
+            out[t, 0] = np.float64(cost_plus) - np.float64(cost_minus)
+            out[t, 1] = prediction
+            out[t, 2] = step_squares
+
+
+directional_differences_serial = numba.njit(parallel=False, **_JIT_OPTIONS)(
+    directional_differences.py_func
+)

@@ -51,6 +51,29 @@ class CythonEngine(Engine):
 
         return run_python_cost
 
+    def make_directional_runner(self, cost, work, theta, dtheta, parallel=True):
+        from .. import _core
+
+        threads = work.shape[0] if parallel else 1
+        if cost.kind is CostKind.C:
+            address, data = cost.address, cost.data_address
+
+            def run_c(lo, hi, seeds, kinds, steps, out, failed):
+                _core.directional_differences_c(
+                    address, data, work, theta, dtheta, lo, hi, seeds, kinds, steps, out,
+                    failed, threads,
+                )
+
+            return run_c
+        evaluate = cost.evaluator(work)
+
+        def run_python_cost(lo, hi, seeds, kinds, steps, out, failed):
+            _core.directional_differences_py(
+                evaluate, work, theta, dtheta, lo, hi, seeds, kinds, steps, out, failed, threads
+            )
+
+        return run_python_cost
+
     def _block_norms_kernel(self) -> Callable[..., None]:
         from .._core import block_norms
 

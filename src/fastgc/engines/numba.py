@@ -80,6 +80,21 @@ class NumbaEngine(Engine):
 
         return run_numba
 
+    def make_directional_runner(self, cost, work, theta, dtheta, parallel=True):
+        from . import _numba_kernels
+
+        kernel = (
+            _numba_kernels.directional_differences
+            if parallel
+            else _numba_kernels.directional_differences_serial
+        )
+        function, args = cost.function, cost.args
+
+        def run_numba(lo, hi, seeds, kinds, steps, out, failed):
+            kernel(function, args, work, theta, dtheta, lo, hi, seeds, kinds, steps, out, failed)
+
+        return run_numba
+
     def warm_up(self, run: Runner, cost: "Cost", work: np.ndarray, parallel: bool) -> float:
         """Compile the kernels for this cost and these argument types, once per process."""
         key = (_type_key(cost.args), _type_key(work), parallel)

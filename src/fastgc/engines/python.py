@@ -30,5 +30,15 @@ class PythonEngine(Engine):
 
         return run_reference
 
+    def make_directional_runner(self, cost, work, theta, dtheta, parallel=True):
+        evaluate = cost.evaluator(work)
+
+        def run_reference(lo, hi, seeds, kinds, steps, out, failed):
+            _reference.directional_differences(
+                evaluate, work, theta, dtheta, lo, hi, seeds, kinds, steps, out, failed
+            )
+
+        return run_reference
+
     def _block_norms_kernel(self) -> Callable[..., None]:
         return _reference.block_norms

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .._layout import Layout
     from .._steps import StepRule
     from ..engines import Engine, Runner
+    from ..engines._base import DirectionalRunner
 
 # Each round of the compiled loop lasts about this long, so that the progress bar moves and
 # Ctrl-C is answered promptly without the per-round overhead showing.
@@ -77,9 +78,46 @@ class LocalSession:
         self._run: "Runner | None" = run
         self._work: np.ndarray | None = work
         self._failed = np.empty(work.shape[0], dtype=np.int64)
+        self._directional: tuple[np.ndarray, "DirectionalRunner"] | None = None
 
     def close(self) -> None:
         self._run = self._work = None  # free the per-thread copies at once
+        self._directional = None
+
+    def directional(
+        self, dtheta: np.ndarray, lo: np.ndarray, hi: np.ndarray, seeds: np.ndarray,
+        kinds: np.ndarray, steps: np.ndarray, out: np.ndarray,
+    ) -> None:
+        """Directional differences, one task per row of ``out``, spread over the threads.
+
+        Task t moves ``theta[lo[t]:hi[t]]`` by +/- ``steps[t]`` along the seeded direction
+        ``seeds[t]`` (``kinds[t]``: Gaussian-like or signs, relative steps or not) and writes
+        ``J+ - J-``, the analytic prediction over the represented moves and their squared norm
+        (see ``engines._numba_kernels.directional_differences``). Failures are reported as
+        for :meth:`differences`, naming the parameter block that was moved.
+        """
+        assert self._work is not None, "the session is closed"
+        executor, failed = self.executor, self._failed
+        if self._directional is None or self._directional[0] is not dtheta:
+            run = executor.engine.make_directional_runner(
+                executor.cost, self._work, executor.theta, dtheta, executor.parallel
+            )
+            self._directional = (dtheta, run)
+        run = self._directional[1]
+        try:
+            run(lo, hi, seeds, kinds, steps, out, failed)
+        except (CostError, KeyboardInterrupt):
+            self._work[:] = executor.theta
+            raise
+        except Exception as error:  # raised inside compiled code
+            self._work[:] = executor.theta
+            raise CostError(
+                f"the cost raised {type(error).__name__} in compiled code while a block was "
+                f"moved along a random direction: {error}"
+            ) from error
+        if np.any(failed >= 0):
+            t = int(failed[failed >= 0].min())
+            _describe_directional_failure(executor, int(lo[t]), int(hi[t]), float(steps[t]))
 
     def differences(self, indices: np.ndarray, steps: np.ndarray, approx: np.ndarray) -> None:
         """``approx[k]``: the central difference along ``indices[k]`` at ``steps[k]``.
@@ -132,6 +170,22 @@ class LocalSession:
         finally:
             if bar is not None:
                 bar.close()
+
+
+def _describe_directional_failure(
+    executor: LocalExecutor, lo: int, hi: int, step: float
+) -> None:
+    """Raise the :class:`CostError` saying where a directional difference had no value."""
+    layout = executor.cost.layout
+    where = (
+        f"theta[{lo}:{hi}] ({where_in_params(layout, lo)} to {where_in_params(layout, hi - 1)})"
+        if hi > lo else f"the empty range theta[{lo}:{hi}]"
+    )
+    raise CostError(
+        f"the cost was not finite, or every move vanished, when {where} was moved by "
+        f"+/-{step:g} along a random direction; it must stay finite near the parameters",
+        flat_index=lo if hi > lo else None,
+    )
 
 
 def _progress_bar(total: int):

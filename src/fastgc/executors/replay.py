@@ -26,7 +26,9 @@ REPLAY_WORST = 4
 REPLAY_SPREAD = 4
 
 
-def replay_sample(approx: np.ndarray, dtheta: np.ndarray) -> np.ndarray:
+def replay_sample(
+    approx: np.ndarray, dtheta: np.ndarray, among: np.ndarray | None = None
+) -> np.ndarray:
     """The indices to replay: the ``REPLAY_WORST`` most disagreeing, and ``REPLAY_SPREAD``
     evenly spread ones.
 
@@ -34,12 +36,17 @@ def replay_sample(approx: np.ndarray, dtheta: np.ndarray) -> np.ndarray:
     ----------
     approx, dtheta : ndarray of float64, shape (n,)
         Numeric and analytic gradients.
+    among : ndarray of bool, shape (n,), optional
+        The components that were differenced one by one (a partial plan); default all.
 
     Returns
     -------
     ndarray of int64
         Distinct indices in increasing order.
     """
+    if among is not None:
+        where = np.flatnonzero(among)
+        return where[replay_sample(approx[where], dtheta[where])]
     n = approx.shape[0]
     with np.errstate(invalid="ignore", divide="ignore"):
         relative = np.abs(approx - dtheta) / (np.abs(approx) + np.abs(dtheta))
@@ -50,7 +57,8 @@ def replay_sample(approx: np.ndarray, dtheta: np.ndarray) -> np.ndarray:
 
 
 def confirm_reproducible(
-    cost: "Cost", theta: np.ndarray, steps: "StepRule", approx: np.ndarray, dtheta: np.ndarray
+    cost: "Cost", theta: np.ndarray, steps: "StepRule", approx: np.ndarray,
+    dtheta: np.ndarray, among: np.ndarray | None = None,
 ) -> int:
     """Replay a sample of ``approx`` serially; raise if any difference comes back other.
 
@@ -62,6 +70,8 @@ def confirm_reproducible(
     steps : StepRule
     approx, dtheta : ndarray of float64, shape (n,)
         The differences of the run, and the analytic gradient (to pick the sample).
+    among : ndarray of bool, shape (n,), optional
+        The components the run differenced one by one, when it did not do them all.
 
     Returns
     -------
@@ -73,7 +83,7 @@ def confirm_reproducible(
     IrreproducibleCostError
         Naming the indices and both values.
     """
-    indices = replay_sample(approx, dtheta)
+    indices = replay_sample(approx, dtheta, among)
     if not indices.size:
         return 0
     scratch = theta[np.newaxis].copy()
