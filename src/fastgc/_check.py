@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any, Callable
 
@@ -16,8 +17,9 @@ from ._cost import Cost, analytic_gradients, measure_baseline
 from ._layout import flatten
 from ._result import CheckResult
 from ._steps import choose_steps
-from ._threads import resolve_n_threads
+from ._threads import blas_limited, resolve_n_threads
 from ._validation import (
+    guarded_hook,
     validate_args,
     validate_eps,
     validate_hooks,
@@ -29,6 +31,19 @@ from .engines import resolve_engine
 from .executors import LocalExecutor
 
 
+def _blas_capped(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` run with BLAS capped at one thread throughout: every evaluation of the
+    check (baseline, sweep, re-examination) sums in the same order, whatever ``n_threads``."""
+
+    @functools.wraps(function)
+    def capped(*args: Any, **kwargs: Any) -> Any:
+        with blas_limited():
+            return function(*args, **kwargs)
+
+    return capped
+
+
+@_blas_capped
 def check(
     cost: Callable[..., float],
     params: Any,
@@ -152,7 +167,9 @@ def check(
     norms = engine_.block_norms(approx, dtheta, layout.offsets)
     crossed = None
     if signature is not None:
-        crossed = signature_crossing(signature, cost_.structure, theta)
+        crossed = signature_crossing(
+            guarded_hook(signature, "signature"), cost_.structure, theta
+        )
     prober = Prober(cost_.value_at, theta)
     evidence = Evidence(approx=approx, dtheta=dtheta, layout=layout, steps=steps,
                         cost_at_theta=baseline.value, block_norms=norms)
