@@ -208,6 +208,35 @@ def in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+# --------------------------------------------------------------------------------------------
+# Forked children.
+
+_forked = False
+
+
+def in_forked_child() -> bool:
+    """Whether this process was forked (``os.fork``, ``multiprocessing``'s fork start method)
+    from one that had imported fastgc.
+
+    GNU OpenMP's thread pool does not survive a fork: a parallel region started in the child
+    deadlocks (the Cython engine) or aborts the process (Numba's ``omp`` layer). A forked
+    child therefore runs those engines serially, with the same results.
+    """
+    return _forked
+
+
+def _after_fork_in_child() -> None:
+    global _forked, _blas_cap_lock, _blas_cap_holders, _blas_limiter
+    _forked = True
+    # The threads that held the BLAS cap or its lock did not come along.
+    _blas_cap_lock = threading.Lock()
+    _blas_cap_holders, _blas_limiter = 0, None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 @contextlib.contextmanager
 def numba_threads(n_threads: int) -> Iterator[None]:
     """Numba's thread count for this thread set to ``n_threads``, restored on exit.
