@@ -359,6 +359,41 @@ def test_blas_stays_capped_in_a_check_outliving_the_one_that_capped_it():
         set_blas_threads(session[0])
 
 
+@pytest.mark.parametrize("engine_name", ["python", "cython"])
+def test_a_blas_using_cost_gives_the_same_bits_at_every_thread_count(engine_name):
+    # A threaded BLAS sums in an order that depends on its thread count: every evaluation of
+    # every check runs with BLAS on one thread, n_threads=1 as much as n_threads=2.
+    require_engine(engine_name)
+    if not blas_threads():
+        pytest.skip("threadpoolctl finds no BLAS library here")
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((64, 256))
+    params = {"W": rng.standard_normal((8, 64)) * 0.1, "b": np.zeros((8, 1))}
+    seen: set[tuple[int, ...]] = set()
+
+    def cost(p):
+        seen.add(tuple(blas_threads()))
+        return float(np.sum(np.tanh(p["W"] @ X + p["b"]) ** 2))
+
+    def grads(p):
+        A = np.tanh(p["W"] @ X + p["b"])
+        dZ = 2 * A * (1 - A**2)
+        return {"dW": dZ @ X.T, "db": dZ.sum(axis=1, keepdims=True)}
+
+    session = blas_threads()
+    set_blas_threads(2)
+    try:
+        results = [fastgc.check(cost, params, grads, engine=engine_name, n_threads=n,
+                                progress=False) for n in (1, TWO_THREADS)]
+        assert blas_threads() == [2] * len(session)
+    finally:
+        set_blas_threads(session[0])
+    assert seen == {(1,) * len(session)}
+    assert results[0].verdict == results[1].verdict == "correct"
+    np.testing.assert_array_equal(results[0].approx, results[1].approx)
+    assert results[0].difference == results[1].difference
+
+
 def test_set_num_threads_holds_in_checks_started_from_other_threads():
     # Numba's own count is per thread; fastgc's default is the process's.
     require_engine("numba")

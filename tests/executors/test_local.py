@@ -49,6 +49,29 @@ def test_cost_writing_into_its_input(engine, inputs):
     assert_untouched(params, grads, before)
 
 
+def test_njit_cost_raising_in_a_worker_threads_chunk_is_reported_with_its_index(numba):
+    # Compiled code drops an exception raised in a worker thread; the chunk stops with its
+    # copy of theta still moved, which is not the cost writing into its input.
+    @numba.njit(cache=False)
+    def raising_late(theta):
+        if theta[17] > 0.5:
+            raise ValueError("boom in a worker thread")
+        return np.sum(theta**2)
+
+    theta = np.linspace(-0.4, 0.5, 20)
+    theta[17] = 0.5  # moved up, it raises; index 17 is in the second of two chunks
+    before = theta.copy()
+    with pytest.raises(fastgc.CostError,
+                       match=r"raised ValueError: boom in a worker thread \(while theta\[17\]"
+                       ) as raised:
+        fastgc.check(raising_late, theta, 2 * theta, engine="numba", n_threads=2,
+                     progress=False)
+    assert "wrote into" not in str(raised.value)
+    assert raised.value.flat_index == 17
+    assert isinstance(raised.value.__cause__, ValueError)
+    np.testing.assert_array_equal(theta, before)
+
+
 # --------------------------------------------------------------------------------------------
 # Ctrl-C from inside the cost.
 
