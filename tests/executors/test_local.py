@@ -35,6 +35,26 @@ def test_progress_bar_shows_and_changes_nothing(engine, mlp, capsys):
     assert shown.verdict == quiet.verdict
 
 
+def test_progress_without_stderr_runs_and_leaves_tqdm_usable(engine, mlp, monkeypatch):
+    # pythonw and services have sys.stderr None: no bar, no error, and no lock left held for
+    # a later check with a bar, from another thread.
+    import threading
+
+    params, X, Y = mlp
+    grads = models.grads(params, X, Y)
+    quiet = run(engine, params, X, Y, grads)
+    with monkeypatch.context() as patch:
+        patch.setattr("sys.stderr", None)
+        shown = run(engine, params, X, Y, grads, progress=True)
+    np.testing.assert_array_equal(shown.approx, quiet.approx)
+    later: list = []
+    thread = threading.Thread(target=lambda: later.append(
+        run(engine, params, X, Y, grads, progress=True)))
+    thread.start()
+    thread.join(120)
+    assert not thread.is_alive() and later[0].verdict == quiet.verdict
+
+
 # --------------------------------------------------------------------------------------------
 # The restoration check.
 
