@@ -94,7 +94,8 @@ def check(
         None: the default (:func:`set_num_threads`, ``FASTGC_NUM_THREADS``, else all usable
         cores for a compiled cost and 1 for a Python callable, which may keep state between
         calls and mostly holds the GIL); negative counts back from the maximum (-1 = all); 0 is
-        an error. A Python cost run on several threads must be thread-safe.
+        an error. A Python cost run on several threads must be thread-safe. BLAS inside the
+        cost runs on one thread for the whole check, so the results do not depend on it.
     engine : {"auto", "numba", "cython", "python"}, optional
         Default: ``FASTGC_ENGINE``, else auto (numba for an njit cost, then cython, then python).
     progress : bool, optional
