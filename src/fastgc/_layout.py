@@ -271,7 +271,9 @@ def _as_float_array(leaf: Any, label: str) -> np.ndarray:
     try:
         array = np.asarray(leaf)
     except Exception as error:  # ragged lists and the like
-        raise InvalidInputError(f"{label} cannot be read as an array: {exception_text(error)}") from error
+        raise InvalidInputError(
+            f"{label} cannot be read as an array: {exception_text(error)}"
+        ) from error
     if array.dtype not in SUPPORTED_DTYPES:
         kind = {
             "i": "integer", "u": "unsigned integer", "b": "boolean", "c": "complex",

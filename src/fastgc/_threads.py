@@ -307,7 +307,8 @@ def _hold_blas_cap() -> None:
         if _blas_cap_holders == 0:
             # threadpoolctl's limiter, not direct calls: it also hands back control of a shared
             # OpenBLAS pool, which it grants to one thread at a time.
-            limiter = _blas_controller().limit(limits=1, user_api="blas")  # type: ignore[attr-defined]
+            controller: Any = _blas_controller()
+            limiter = controller.limit(limits=1, user_api="blas")
             limiter.__enter__()
             _blas_limiter = limiter
         _blas_cap_holders += 1

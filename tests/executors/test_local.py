@@ -162,8 +162,9 @@ def thread_settings(libraries=None):
     # Numba's thread count and each BLAS/OpenMP pool's (of ``libraries`` if given:
     # compiling can load one more).
     pools = {pool["filepath"]: pool["num_threads"] for pool in threadpool_info()}
-    return [numba.get_num_threads(),
-            {path: count for path, count in pools.items() if libraries is None or path in libraries}]
+    chosen = {path: count for path, count in pools.items()
+              if libraries is None or path in libraries}
+    return [numba.get_num_threads(), chosen]
 """
 
 

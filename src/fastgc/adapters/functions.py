@@ -93,7 +93,8 @@ def analytic_once(
         value = loss_and_grads(private, *args)
     except Exception as error:
         raise CostError(
-            f"{what} raised {type(error).__name__} at the unperturbed parameters: {exception_text(error)}"
+            f"{what} raised {type(error).__name__} at the unperturbed parameters: "
+            f"{exception_text(error)}"
         ) from error
     return split_loss_and_grads(value, what)[1]
 
