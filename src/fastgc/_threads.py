@@ -342,6 +342,11 @@ def _take_openblas_control() -> None:
 
 _deferring = threading.local()
 
+try:  # the C functions under the signal module, without its conversions to enums (slow)
+    import _signal as _raw_signal
+except ImportError:  # pragma: no cover - not CPython
+    _raw_signal = signal  # type: ignore[assignment]
+
 
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
@@ -358,7 +363,7 @@ def interrupts_deferred() -> Iterator[None]:
         yield
         return
     try:
-        previous = signal.getsignal(signal.SIGINT)
+        previous = _raw_signal.getsignal(signal.SIGINT)
     except ValueError:  # pragma: no cover - signals unavailable here
         yield
         return
@@ -366,13 +371,13 @@ def interrupts_deferred() -> Iterator[None]:
         yield
         return
     received: list[Any] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
+    _raw_signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
     _deferring.active = True
     try:
         yield
     finally:
         _deferring.active = False
-        signal.signal(signal.SIGINT, previous)
+        _raw_signal.signal(signal.SIGINT, previous)
         if received:
             _deliver(previous, received[0])
 
