@@ -478,3 +478,41 @@ def test_forked_children_are_told_apart():
     print(json.dumps({"parent": in_forked_child(), "child": os.read(read, 1).decode()}))
     """)
     assert report == {"parent": False, "child": "1"}
+
+
+# --------------------------------------------------------------------------------------------
+# Ctrl-C deferred where it must not cut in.
+
+
+def test_interrupts_deferred_delivers_one_keyboard_interrupt_at_the_end():
+    import os
+    import signal
+    import time
+
+    from fastgc._threads import interrupts_deferred
+
+    handler = signal.getsignal(signal.SIGINT)
+    finished_inside = False
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            for _ in range(3):  # repeated Ctrl-C: recorded, not raised here
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.01)
+            with interrupts_deferred():  # nested: the outer one delivers
+                time.sleep(0.01)
+            finished_inside = True
+    assert finished_inside
+    assert signal.getsignal(signal.SIGINT) is handler
+    with interrupts_deferred():  # nothing received: nothing raised
+        pass
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
+def test_interrupts_deferred_is_a_no_op_outside_the_main_thread():
+    from fastgc._threads import interrupts_deferred
+
+    def job():
+        with interrupts_deferred():
+            return "ran"
+
+    assert run_in_pool([job], workers=1) == ["ran"]
