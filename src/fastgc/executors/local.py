@@ -164,7 +164,15 @@ def _progress_bar(total: int):
 def _aborted_at(work: np.ndarray, theta: np.ndarray, indices: np.ndarray) -> int | None:
     """The first position in ``indices`` where a copy of theta was left moved, or None."""
     integer = np.dtype(f"u{theta.dtype.itemsize}")
-    moved = work.view(integer)[:, indices] != theta.view(integer)[indices]
+    work_bits, theta_bits = work.view(integer), theta.view(integer)
+    if indices.size and indices[-1] - indices[0] + 1 == indices.size:
+        # A sweep's round is a range: compare views, not gathered copies, and look closer
+        # only when something moved.
+        columns = slice(int(indices[0]), int(indices[-1]) + 1)
+        if np.array_equal(work_bits[:, columns], np.broadcast_to(
+                theta_bits[columns], work_bits[:, columns].shape)):
+            return None
+    moved = work_bits[:, indices] != theta_bits[indices]
     if not moved.any():
         return None
     return int(np.flatnonzero(moved.any(axis=0))[0])
