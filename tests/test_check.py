@@ -249,3 +249,50 @@ def test_python_cost_runs_on_one_thread_unless_asked(mlp):
     assert asked.n_threads == (min(2, usable) if asked.engine != "python" else 1)
     np.testing.assert_array_equal(asked.approx, fastgc.check(
         models.cost, params, grads, args=(X, Y), progress=False).approx)
+
+
+# --------------------------------------------------------------------------------------------
+# Memory of a float32 check: within (threads + 4) x n x 4 bytes, plus the float64 numeric
+# gradients (n x 8 bytes), plus fixed-size working buffers (the README states the bound).
+
+FIXED_BUFFERS = 2 << 20  # rounds of at most 65536 indices, diagnosis chunks of 16384
+
+
+@pytest.mark.parametrize("engine_name", ["numba", "cython"])
+@pytest.mark.parametrize("n_threads", sorted({1, TWO_THREADS}))
+def test_float32_check_memory_stays_within_the_documented_bound(engine_name, n_threads):
+    import tracemalloc
+
+    import numba
+    from numba import types
+
+    require_engine(engine_name)
+    n = 2_000_000
+    rng = np.random.default_rng(0)
+    theta = rng.standard_normal(n).astype(np.float32)
+    grads = np.zeros(n, dtype=np.float32)
+    grads[0], grads[-1] = 2 * theta[0], 1.0
+
+    if engine_name == "numba":
+        @numba.njit(cache=False)
+        def cost(t):  # touches two components: the check is all memory and no work
+            return np.float64(t[0]) * t[0] + np.float64(t[t.shape[0] - 1])
+    else:
+        @numba.cfunc(types.float64(types.CPointer(types.float32), types.intp, types.voidptr))
+        def cost(pointer, m, data):
+            t = numba.carray(pointer, (m,))
+            return np.float64(t[0]) * t[0] + np.float64(t[m - 1])
+
+    small = theta[:64].copy()  # compiled, and the package's lazy imports done, beforehand
+    fastgc.check(cost, small, np.zeros(64, np.float32), engine=engine_name,
+                 n_threads=n_threads, progress=False)
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        result = fastgc.check(cost, theta, grads, engine=engine_name, n_threads=n_threads,
+                              progress=False)
+        peak = tracemalloc.get_traced_memory()[1] - start
+    finally:
+        tracemalloc.stop()
+    assert result.verdict == "correct"
+    assert peak <= (n_threads + 4) * n * 4 + n * 8 + FIXED_BUFFERS, peak / (n * 4)

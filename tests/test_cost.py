@@ -125,6 +125,47 @@ def test_cost_returning_a_non_float(inputs, returned, message):
     assert_untouched(params, grads, before)
 
 
+class TensorRequiringGrad:
+    """Stands for a torch tensor that requires grad: ``np.asarray`` of it raises."""
+
+    def __array__(self, *args, **kwargs):
+        raise RuntimeError("Can't call numpy() on Tensor that requires grad.")
+
+
+def test_cost_returning_something_unreadable_as_an_array(inputs):
+    params, grads, before = inputs
+    with pytest.raises(fastgc.CostTypeError,
+                       match=r"returned a TensorRequiringGrad that cannot be read as a number at "
+                       r"the unperturbed parameters \(RuntimeError: Can't call numpy\(\)"):
+        fastgc.check(lambda p: TensorRequiringGrad(), params, grads, engine="python",
+                     progress=False)
+    assert_untouched(params, grads, before)
+
+
+class UnprintableError(Exception):
+    def __str__(self):
+        raise RuntimeError("no message")
+
+
+@pytest.mark.parametrize("when", ["baseline", "perturbed"])
+def test_cost_raising_an_exception_whose_message_cannot_be_read(inputs, when):
+    params, grads, before = inputs
+    calls = [0]
+
+    def cost(p):
+        calls[0] += 1
+        if when == "baseline" or calls[0] > 2:
+            raise UnprintableError()
+        return plain_cost(p)
+
+    with pytest.raises(fastgc.CostError,
+                       match=r"the cost raised UnprintableError.*<the message could not be "
+                       r"read: its __str__ raised RuntimeError>") as raised:
+        fastgc.check(cost, params, grads, engine="python", progress=False)
+    assert isinstance(raised.value.__cause__, UnprintableError)
+    assert_untouched(params, grads, before)
+
+
 def test_cost_returning_a_float_as_0d_array_or_numpy_scalar_is_fine(inputs):
     params, grads, before = inputs
     for wrap in (np.asarray, np.float64, lambda v: np.asarray([v]).reshape(())):

@@ -8,6 +8,8 @@ they were.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -653,3 +655,59 @@ def test_a_parameter_that_is_not_an_array(inputs, value):
     with pytest.raises(fastgc.InvalidDtypeError, match=r"params\['b1'\] is "):
         fastgc.check(plain_cost, {**params, "b1": value}, grads, engine="python",
                      progress=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Array types whose meaning a plain ndarray would change.
+
+
+def test_a_masked_parameter_with_masked_entries_is_refused(inputs):
+    params, grads, before = inputs
+    mask = np.zeros(params["W1"].shape, dtype=bool)
+    mask[2, 1] = True
+    masked = {**params, "W1": np.ma.masked_array(params["W1"], mask=mask)}
+    with pytest.raises(fastgc.InvalidInputError,
+                       match=r"params\['W1'\] is a masked array with masked entries "
+                       r"\(the first at \[2, 1\]\)"):
+        fastgc.check(plain_cost, masked, grads, engine="python", progress=False)
+    masked_grads = {**grads, "db1": np.ma.masked_array(grads["db1"], mask=[[0], [1], [0]])}
+    with pytest.raises(fastgc.InvalidInputError,
+                       match=r"grads\['db1'\] is a masked array with masked entries"):
+        fastgc.check(plain_cost, params, masked_grads, engine="python", progress=False)
+    assert_untouched(params, grads, before)
+
+
+def test_a_masked_array_with_nothing_masked_is_its_values(inputs):
+    params, grads, _ = inputs
+    plain = fastgc.check(plain_cost, params, grads, engine="python", progress=False)
+    unmasked = {name: np.ma.masked_array(value) for name, value in params.items()}
+    result = fastgc.check(plain_cost, unmasked, grads, engine="python", progress=False)
+    np.testing.assert_array_equal(result.approx, plain.approx)
+
+
+def matrix(array):
+    with warnings.catch_warnings():  # NumPy discourages the class; users still pass it
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        return np.matrix(array)
+
+
+def test_a_matrix_parameter_is_refused_naming_it(inputs):
+    params, grads, before = inputs
+    as_matrix = {**params, "b1": matrix(params["b1"])}
+    with pytest.raises(fastgc.InvalidInputError,
+                       match=r"params\['b1'\] is a numpy.matrix: .* `\*` multiplies "
+                       "elementwise"):
+        fastgc.check(plain_cost, as_matrix, grads, engine="python", progress=False)
+    with pytest.raises(fastgc.InvalidInputError, match=r"^params is a numpy.matrix"):
+        fastgc.flatten(matrix(params["W1"]))
+    assert_untouched(params, grads, before)
+
+
+def test_matrix_gradients_are_read_as_their_values(inputs):
+    # Only the parameters' type changes what the cost computes; a gradient is just numbers.
+    params, grads, _ = inputs
+    plain = fastgc.check(plain_cost, params, grads, engine="python", progress=False)
+    result = fastgc.check(plain_cost, params, {k: matrix(v) for k, v in grads.items()},
+                          engine="python", progress=False)
+    assert result.verdict == plain.verdict == "correct"
+    assert result.difference == plain.difference

@@ -19,6 +19,7 @@ from conftest import (ENGINE_CASES, TWO_THREADS, assert_untouched, check_option,
                       snapshot)
 from costs import plain_cost
 from fastgc._threads import resolve_n_threads, usable_threads
+from processes import run_python
 
 pytestmark = pytest.mark.usefixtures("no_thread_default")
 
@@ -302,3 +303,216 @@ def test_overlapping_checks_restore_the_blas_thread_count():
         assert blas_threads() == before
     finally:
         set_blas_threads(session[0])
+
+
+def test_blas_stays_capped_in_a_check_outliving_the_one_that_capped_it():
+    # A short check caps BLAS; a long one starts inside it and outlives it: the long check's
+    # cost must still see one BLAS thread after the short one has left, and the count is
+    # restored when the long one ends.
+    require_engine("cython")
+    if not blas_threads():
+        pytest.skip("threadpoolctl finds no BLAS library here")
+    params, X, Y = models.make_mlp(0)
+    grads = models.grads(params, X, Y)
+    short_inside, long_inside, short_done = (threading.Event() for _ in range(3))
+    seen: dict[str, list[int]] = {}
+    lock = threading.Lock()
+    calls = {"short": 0, "long": 0}
+
+    def cost_for(name):
+        def cost(p, X, Y):
+            with lock:
+                calls[name] += 1
+                pause = calls[name] == 4  # past the baseline evaluations, inside the run
+            if pause and name == "short":
+                short_inside.set()
+                assert long_inside.wait(30)
+            elif pause:
+                long_inside.set()
+                assert short_done.wait(30)
+                seen["after the short check"] = blas_threads()
+            return models.cost(p, X, Y)
+
+        return cost
+
+    def short_check():
+        try:
+            return fastgc.check(cost_for("short"), params, grads, args=(X, Y),
+                                engine="cython", n_threads=2, progress=False)
+        finally:
+            short_done.set()
+
+    def long_check():
+        assert short_inside.wait(30)
+        return fastgc.check(cost_for("long"), params, grads, args=(X, Y), engine="cython",
+                            n_threads=2, progress=False)
+
+    session = blas_threads()
+    set_blas_threads(2)
+    try:
+        before = blas_threads()
+        results = run_in_pool([short_check, long_check], workers=2)
+        assert [r.verdict for r in results] == ["correct", "correct"]
+        assert all(count == 1 for count in seen["after the short check"]), seen
+        assert blas_threads() == before
+    finally:
+        set_blas_threads(session[0])
+
+
+@pytest.mark.parametrize("engine_name", ["python", "cython"])
+def test_a_blas_using_cost_gives_the_same_bits_at_every_thread_count(engine_name):
+    # A threaded BLAS sums in an order that depends on its thread count: every evaluation of
+    # every check runs with BLAS on one thread, n_threads=1 as much as n_threads=2.
+    require_engine(engine_name)
+    if not blas_threads():
+        pytest.skip("threadpoolctl finds no BLAS library here")
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((64, 256))
+    params = {"W": rng.standard_normal((8, 64)) * 0.1, "b": np.zeros((8, 1))}
+    seen: set[tuple[int, ...]] = set()
+
+    def cost(p):
+        seen.add(tuple(blas_threads()))
+        return float(np.sum(np.tanh(p["W"] @ X + p["b"]) ** 2))
+
+    def grads(p):
+        A = np.tanh(p["W"] @ X + p["b"])
+        dZ = 2 * A * (1 - A**2)
+        return {"dW": dZ @ X.T, "db": dZ.sum(axis=1, keepdims=True)}
+
+    session = blas_threads()
+    set_blas_threads(2)
+    try:
+        results = [fastgc.check(cost, params, grads, engine=engine_name, n_threads=n,
+                                progress=False) for n in (1, TWO_THREADS)]
+        assert blas_threads() == [2] * len(session)
+    finally:
+        set_blas_threads(session[0])
+    assert seen == {(1,) * len(session)}
+    assert results[0].verdict == results[1].verdict == "correct"
+    np.testing.assert_array_equal(results[0].approx, results[1].approx)
+    assert results[0].difference == results[1].difference
+
+
+def test_set_num_threads_holds_in_checks_started_from_other_threads():
+    # Numba's own count is per thread; fastgc's default is the process's.
+    require_engine("numba")
+    params, X, Y = models.make_mlp(0)
+    grads = models.grads(params, X, Y)
+    fastgc.set_num_threads(1)
+
+    def job():
+        return fastgc.check(models.numba_cost(), params, grads, args=(X, Y), engine="numba",
+                            progress=False), fastgc.get_num_threads()
+
+    (result, default), = run_in_pool([job], workers=1)
+    assert default == 1
+    assert result.n_threads == 1
+    with fastgc.threads(2):  # a block's default stays the block's
+        (_, default), = run_in_pool([job], workers=1)
+    assert default == 1
+
+
+# --------------------------------------------------------------------------------------------
+# A check in a process forked after a check (multiprocessing's default start method on
+# Linux): it neither deadlocks nor aborts, and gives the parent's numbers.
+
+FORK_CODE = """
+import json, multiprocessing, sys
+import numpy as np
+import fastgc
+from conftest import ENGINE_CASES
+from costs import exact_grads, faulty, make_params
+
+case = ENGINE_CASES[int(sys.argv[1])]
+params = make_params()
+grads = exact_grads(params)
+cost, args = faulty(case, 0)
+
+def run():
+    return fastgc.check(cost, params, grads, args=args, engine=case.engine, n_threads=2,
+                        progress=False)
+
+parent = run()
+
+def child(queue):
+    result = run()
+    queue.put([result.approx.tobytes() == parent.approx.tobytes(), result.verdict.value])
+
+context = multiprocessing.get_context("fork")
+queue = context.Queue()
+process = context.Process(target=child, args=(queue,))
+process.start()
+process.join(60)
+if process.is_alive():
+    process.kill()
+    outcome = "deadlocked"
+elif process.exitcode != 0:
+    outcome = f"died with exit code {process.exitcode}"
+else:
+    outcome = queue.get(timeout=10)
+print(json.dumps({"outcome": outcome, "parent": parent.verdict.value}))
+"""
+
+
+@pytest.mark.parametrize("case", range(len(ENGINE_CASES)),
+                         ids=[f"{c.engine}-{c.cost_kind.value}" for c in ENGINE_CASES])
+def test_a_check_in_a_child_forked_after_a_check_works(case):
+    require_engine(ENGINE_CASES[case].engine)
+    report = run_python(FORK_CODE, str(case))
+    assert report["parent"] == "correct"
+    assert report["outcome"] == [True, "correct"]  # bitwise the parent's numeric gradients
+
+
+def test_forked_children_are_told_apart():
+    # The flag that makes the OpenMP engines serial is set in the child only.
+    report = run_python("""
+    import json, os
+    from fastgc._threads import in_forked_child
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, b"1" if in_forked_child() else b"0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    print(json.dumps({"parent": in_forked_child(), "child": os.read(read, 1).decode()}))
+    """)
+    assert report == {"parent": False, "child": "1"}
+
+
+# --------------------------------------------------------------------------------------------
+# Ctrl-C deferred where it must not cut in.
+
+
+def test_interrupts_deferred_delivers_one_keyboard_interrupt_at_the_end():
+    import os
+    import signal
+    import time
+
+    from fastgc._threads import interrupts_deferred
+
+    handler = signal.getsignal(signal.SIGINT)
+    finished_inside = False
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            for _ in range(3):  # repeated Ctrl-C: recorded, not raised here
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.01)
+            with interrupts_deferred():  # nested: the outer one delivers
+                time.sleep(0.01)
+            finished_inside = True
+    assert finished_inside
+    assert signal.getsignal(signal.SIGINT) is handler
+    with interrupts_deferred():  # nothing received: nothing raised
+        pass
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
+def test_interrupts_deferred_is_a_no_op_outside_the_main_thread():
+    from fastgc._threads import interrupts_deferred
+
+    def job():
+        with interrupts_deferred():
+            return "ran"
+
+    assert run_in_pool([job], workers=1) == ["ran"]

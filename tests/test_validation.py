@@ -30,9 +30,9 @@ def test_eps_not_a_number(inputs, eps):
 @pytest.mark.parametrize(
     "thresholds",
     [(1e-3, 1e-7), (1e-3, 1e-3), (-1e-7, 1e-3), (0.0, 1e-3), (1e-7, math.inf),
-     (math.nan, 1e-3), (1e-7,), (1e-7, 1e-3, 1e-1), 1e-7, None, ("a", "b")],
+     (math.nan, 1e-3), (1e-7,), (1e-7, 1e-3, 1e-1), 1e-7, None, ("a", "b"), "12", b"12"],
     ids=["reversed", "equal", "negative", "zero", "inf", "nan", "one", "three", "scalar",
-         "None", "strings"],
+         "None", "strings", "digits", "bytes"],
 )
 def test_bad_thresholds(inputs, thresholds):
     with pytest.raises(fastgc.InvalidInputError, match=r"thresholds must"):
@@ -55,3 +55,12 @@ def test_progress_not_a_bool(inputs, progress):
 def test_hooks_not_callable(inputs, hook):
     with pytest.raises(fastgc.InvalidInputError, match=rf"{hook} must be callable, got str"):
         check_option(inputs, **{hook: "relu masks"})
+
+
+def test_a_signature_hook_that_raises_is_a_fastgc_error(inputs):
+    def signature(p):
+        raise RuntimeError("masks unavailable")
+
+    with pytest.raises(fastgc.InvalidInputError,
+                       match=r"the signature hook raised RuntimeError: masks unavailable"):
+        check_option(inputs, signature=signature)

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
@@ -17,8 +18,9 @@ from ._cost import Baseline, Cost, analytic_gradients, measure_baseline
 from ._layout import flatten
 from ._result import CheckResult
 from ._steps import choose_steps, upcast_float32
-from ._threads import resolve_n_threads
+from ._threads import blas_limited, resolve_n_threads
 from ._validation import (
+    guarded_hook,
     validate_args,
     validate_eps,
     validate_hooks,
@@ -46,6 +48,19 @@ if TYPE_CHECKING:
     from .plans import PlanOutcome
 
 
+def _blas_capped(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` run with BLAS capped at one thread throughout: every evaluation of the
+    check (baseline, sweep, re-examination) sums in the same order, whatever ``n_threads``."""
+
+    @functools.wraps(function)
+    def capped(*args: Any, **kwargs: Any) -> Any:
+        with blas_limited():
+            return function(*args, **kwargs)
+
+    return capped
+
+
+@_blas_capped
 def check(
     cost: Callable[..., float],
     params: Any,
@@ -99,7 +114,8 @@ def check(
         None: the default (:func:`set_num_threads`, ``FASTGC_NUM_THREADS``, else all usable
         cores for a compiled cost and 1 for a Python callable, which may keep state between
         calls and mostly holds the GIL); negative counts back from the maximum (-1 = all); 0 is
-        an error. A Python cost run on several threads must be thread-safe.
+        an error. A Python cost run on several threads must be thread-safe. BLAS inside the
+        cost runs on one thread for the whole check, so the results do not depend on it.
     engine : {"auto", "numba", "cython", "python"}, optional
         Default: ``FASTGC_ENGINE``, else auto (numba for an njit cost, then cython, then python).
     progress : bool, optional
@@ -200,7 +216,9 @@ def check(
                                         among=outcome.checked if outcome.partial else None)
     crossed = None
     if signature is not None:
-        crossed = signature_crossing(signature, cost_.structure, theta)
+        crossed = signature_crossing(
+            guarded_hook(signature, "signature"), cost_.structure, theta
+        )
     diagnosis, norms = _diagnose(problem, outcome, thresholds, prober, crossed)
     return _result(problem, outcome, diagnosis, norms, executor.n_chunks,
                    baseline.compile_seconds + session.compile_seconds,

@@ -15,6 +15,7 @@ cost returns, and the messages that say why an evaluation failed and where.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import enum
 import functools
@@ -22,13 +23,14 @@ import math
 import numbers
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
 import numpy as np
 
 from ._errors import CostError, CostTypeError, InvalidInputError
 from ._layout import Layout, flatten_gradients
-from ._validation import where_in_params
+from ._threads import interrupts_deferred
+from ._validation import exception_text, where_in_params
 
 
 class CostKind(str, enum.Enum):
@@ -137,7 +139,8 @@ class Cost:
             except Exception as error:
                 name, index = self.layout.locate(i)
                 raise CostError(
-                    f"the cost raised {type(error).__name__}: {error} (while theta[{i}], "
+                    f"the cost raised {type(error).__name__}: {exception_text(error)} (while "
+                    f"theta[{i}], "
                     f"{where_in_params(self.layout, i)}, was perturbed)",
                     flat_index=int(i), location=(name, index),
                 ) from error
@@ -247,7 +250,7 @@ def cost_value(value: Any, layout: Layout, i: int | None) -> float:
             "float (an integer cost cannot be differentiated numerically)",
             flat_index=i,
         )
-    array = np.asarray(value) if hasattr(value, "__array__") else None
+    array = _as_array(value, where, i) if hasattr(value, "__array__") else None
     if array is not None and array.ndim == 0 and array.dtype.kind == "f":
         return float(array)
     if array is not None and array.ndim > 0:
@@ -261,6 +264,18 @@ def cost_value(value: Any, layout: Layout, i: int | None) -> float:
         "float scalar",
         flat_index=i,
     )
+
+
+def _as_array(value: Any, where: str, i: int | None) -> np.ndarray:
+    try:
+        return np.asarray(value)
+    except Exception as error:  # a torch tensor that requires grad, say
+        raise CostTypeError(
+            f"the cost returned a {type(value).__name__} that cannot be read as a number "
+            f"{where} ({type(error).__name__}: {exception_text(error)}); return a float "
+            "(for a tensor, loss.item())",
+            flat_index=i,
+        ) from error
 
 
 def analytic_gradients(
@@ -277,7 +292,7 @@ def analytic_gradients(
             grads = grads(target, *args)
         except Exception as error:
             raise InvalidInputError(
-                f"grads(params) raised {type(error).__name__}: {error}"
+                f"grads(params) raised {type(error).__name__}: {exception_text(error)}"
             ) from error
     return flatten_gradients(grads, layout)
 
@@ -301,10 +316,12 @@ def measure_baseline(cost: Cost, theta: np.ndarray) -> Baseline:
         probe = theta.copy()
         started = time.perf_counter()
         try:
-            raw = cost.call(probe)
+            with _compiling(cost):
+                raw = cost.call(probe)
         except Exception as error:
             raise CostError(
-                f"the cost raised {type(error).__name__} at the unperturbed parameters: {error}"
+                f"the cost raised {type(error).__name__} at the unperturbed parameters: "
+                f"{exception_text(error)}"
             ) from error
         timings.append(time.perf_counter() - started)
         values.append(_baseline_value(raw, cost.layout, values))
@@ -312,6 +329,12 @@ def measure_baseline(cost: Cost, theta: np.ndarray) -> Baseline:
     compiled = cost.n_compiled() != compiled_before
     compile_seconds = max(0.0, timings[0] - seconds) if compiled else 0.0
     return Baseline(values[-1], seconds, compile_seconds)
+
+
+def _compiling(cost: Cost) -> ContextManager[None]:
+    """Ctrl-C deferred while an njit cost may compile (the first evaluation): interrupted
+    half-way, Numba's compiler can leave its state corrupt. One evaluation, then it is seen."""
+    return interrupts_deferred() if cost.kind is CostKind.NJIT else contextlib.nullcontext()
 
 
 def _baseline_value(raw: Any, layout: Layout, earlier: list[float]) -> float:

@@ -15,7 +15,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from ._errors import InvalidDtypeError, InvalidInputError
-from ._validation import where_in_params
+from ._validation import exception_text, where_in_params
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -174,7 +174,14 @@ def flatten(params: Any) -> tuple[np.ndarray, Layout]:
             "joined with '.'); rename them so that every parameter has its own name"
         )
     for name, leaf in leaves:
-        array = _as_float_array(leaf, "params" if tree[0] == "leaf" else f"params[{name!r}]")
+        label = "params" if tree[0] == "leaf" else f"params[{name!r}]"
+        if isinstance(leaf, np.matrix):
+            raise InvalidInputError(
+                f"{label} is a numpy.matrix: the cost is called with plain ndarray views, in "
+                "which `*` multiplies elementwise, not as matrices; pass np.asarray(...) and "
+                "write matrix products with `@`"
+            )
+        array = _as_float_array(leaf, label)
         if dtype is None:
             dtype, first_name = array.dtype, name
         elif array.dtype != dtype:
@@ -252,10 +259,21 @@ def flatten_gradients(
 
 
 def _as_float_array(leaf: Any, label: str) -> np.ndarray:
+    if isinstance(leaf, np.ma.MaskedArray):
+        if np.ma.getmaskarray(leaf).any():
+            first = tuple(int(j) for j in np.argwhere(np.ma.getmaskarray(leaf))[0])
+            raise InvalidInputError(
+                f"{label} is a masked array with masked entries (the first at {list(first)}): "
+                "fastgc would read the values under the mask; fill them "
+                "(array.filled(value)) or pass only the entries to check"
+            )
+        leaf = leaf.data  # nothing masked: the plain values
     try:
         array = np.asarray(leaf)
     except Exception as error:  # ragged lists and the like
-        raise InvalidInputError(f"{label} cannot be read as an array: {error}") from error
+        raise InvalidInputError(
+            f"{label} cannot be read as an array: {exception_text(error)}"
+        ) from error
     if array.dtype not in SUPPORTED_DTYPES:
         kind = {
             "i": "integer", "u": "unsigned integer", "b": "boolean", "c": "complex",

@@ -8,6 +8,7 @@ the rule before anything runs, and the diagnosis needs it afterwards, so it live
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,12 +52,17 @@ class StepRule:
     def at(self, i: int) -> float:
         return float(self(i, i + 1)[0])
 
-    @property
+    @functools.cached_property
     def typical(self) -> float:
-        """The median step, for the report."""
+        """The median step, for the report (computed once, when the rule is chosen, while the
+        memory a float32 check may use has room for its temporary)."""
         if not self.relative:
             return self.eps
-        return self.eps * float(np.median(np.maximum(1.0, np.abs(self.theta))))
+        # One temporary the size of theta, reused in place: a float32 check's memory bound
+        # has room for no more.
+        magnitudes = np.abs(self.theta)
+        np.maximum(magnitudes, 1.0, out=magnitudes)
+        return self.eps * float(np.median(magnitudes, overwrite_input=True))
 
 
 def choose_steps(theta: np.ndarray, eps: float | None) -> StepRule:
@@ -66,11 +72,13 @@ def choose_steps(theta: np.ndarray, eps: float | None) -> StepRule:
     base = DEFAULT_EPS[theta.dtype]
     if theta.dtype == np.float64:
         return StepRule(theta, base, False, f"eps={base:g}, the default for float64")
-    return StepRule(
+    rule = StepRule(
         theta, base, True,
         f"eps={base:.3g} x max(1, |theta_i|), the default for {theta.dtype} (about cbrt(u): "
         "balances round-off against truncation)",
     )
+    rule.typical  # now, before the check's n-sized arrays exist
+    return rule
 
 
 def upcast_float32(

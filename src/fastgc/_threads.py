@@ -17,16 +17,26 @@ import functools
 import math
 import numbers
 import os
+import signal
 import sys
 import threading
 import warnings
-from typing import Iterator
+from typing import Any, Iterator
 
 from ._errors import FastGCWarning, InvalidInputError
 
-_default: contextvars.ContextVar[int | None] = contextvars.ContextVar(
-    "fastgc_num_threads", default=None
+# The process-wide default of set_num_threads, seen by checks started in any thread, and the
+# override of a ``with threads(...)`` block, which belongs to the code inside that block.
+_global_default: int | None = None
+_UNSET = object()
+_block_default: contextvars.ContextVar[Any] = contextvars.ContextVar(
+    "fastgc_num_threads", default=_UNSET
 )
+
+
+def _current_default() -> int | None:
+    value = _block_default.get()
+    return _global_default if value is _UNSET else value
 
 
 def usable_threads() -> int:
@@ -77,7 +87,7 @@ def resolve_n_threads(n_threads: int | None = None, unset: int | None = None) ->
     ``set_num_threads``/``threads``, ``FASTGC_NUM_THREADS``).
     """
     if n_threads is None:
-        n_threads = _default.get()
+        n_threads = _current_default()
     if n_threads is None:
         n_threads = _environment_default()
     if n_threads is None:
@@ -105,10 +115,24 @@ def count_threads(n_threads: object, name: str = "n_threads", clamp: bool = True
             f"{name}={n_threads} is more than the {maximum} usable thread(s); using "
             f"{maximum}",
             FastGCWarning,
-            stacklevel=4,
+            stacklevel=_caller_stacklevel(),
         )
         return maximum
     return n_threads
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` of ``warnings.warn`` called here that points at the first frame
+    outside fastgc: the user's line, however deep the call went inside the package."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+        _PACKAGE_DIR + os.sep
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _environment_default() -> int | None:
@@ -127,6 +151,9 @@ def _environment_default() -> int | None:
 def set_num_threads(n_threads: int | None) -> None:
     """Set the default thread count of later checks (None restores the automatic choice).
 
+    The default is the process's: it holds for checks started in any thread (a ``with
+    threads(...)`` block still overrides it inside the block).
+
     Parameters
     ----------
     n_threads : int or None
@@ -140,7 +167,8 @@ def set_num_threads(n_threads: int | None) -> None:
     1
     >>> fastgc.set_num_threads(None)
     """
-    _default.set(None if n_threads is None else _validate(n_threads))
+    global _global_default
+    _global_default = None if n_threads is None else _validate(n_threads)
 
 
 def get_num_threads() -> int:
@@ -159,6 +187,9 @@ def get_num_threads() -> int:
 def threads(n_threads: int | None) -> Iterator[int]:
     """Use ``n_threads`` as the default inside a ``with`` block, then restore the previous one.
 
+    The block's default holds for the code inside it (its thread or task), above the
+    process-wide :func:`set_num_threads`.
+
     Examples
     --------
     >>> import fastgc
@@ -166,28 +197,65 @@ def threads(n_threads: int | None) -> Iterator[int]:
     ...     fastgc.get_num_threads()
     1
     """
-    token = _default.set(None if n_threads is None else _validate(n_threads))
+    token = _block_default.set(None if n_threads is None else _validate(n_threads))
     try:
         yield resolve_n_threads(None)
     finally:
-        _default.reset(token)
+        _block_default.reset(token)
 
 
 def in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+# --------------------------------------------------------------------------------------------
+# Forked children.
+
+_forked = False
+
+
+def in_forked_child() -> bool:
+    """Whether this process was forked (``os.fork``, ``multiprocessing``'s fork start method)
+    from one that had imported fastgc.
+
+    GNU OpenMP's thread pool does not survive a fork: a parallel region started in the child
+    deadlocks (the Cython engine) or aborts the process (Numba's ``omp`` layer). A forked
+    child therefore runs those engines serially, with the same results.
+    """
+    return _forked
+
+
+def _after_fork_in_child() -> None:
+    global _forked, _blas_cap_lock, _blas_cap_holders, _blas_limiter
+    _forked = True
+    # The threads that held the BLAS cap or its lock did not come along.
+    _blas_cap_lock = threading.Lock()
+    _blas_cap_holders, _blas_limiter = 0, None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 @contextlib.contextmanager
 def numba_threads(n_threads: int) -> Iterator[None]:
-    """Numba's thread count for this thread set to ``n_threads``, restored on exit."""
+    """Numba's thread count for this thread set to ``n_threads``, restored on exit.
+
+    Set and restored with Ctrl-C deferred, so that an interrupt cannot fall between reading
+    the count and restoring it.
+    """
     import numba
 
-    previous = numba.get_num_threads()
-    numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+    previous = None
     try:
+        with interrupts_deferred():
+            previous = numba.get_num_threads()
+            numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
         yield
     finally:
-        numba.set_num_threads(previous)
+        if previous is not None:
+            with interrupts_deferred():
+                numba.set_num_threads(previous)
 
 
 _controller: tuple[int, object] | None = None
@@ -206,30 +274,117 @@ def _blas_controller() -> object:
 
 
 _blas_cap_lock = threading.Lock()
-_blas_capped = False  # whether a check in this process holds the BLAS cap
+_blas_cap_holders = 0  # how many checks in this process are inside blas_limited
+_blas_limiter: Any = None  # threadpoolctl's limiter, which restores the settings it found
 
 
 @contextlib.contextmanager
-def blas_limited(n_threads: int) -> Iterator[None]:
-    """Cap BLAS/OpenMP pools inside the cost at one thread while several of ours run.
+def blas_limited() -> Iterator[None]:
+    """BLAS/OpenMP pools inside the cost capped at one thread for as long as a check runs.
 
-    The BLAS thread count is process-wide: of overlapping checks (from a thread pool), only
-    the one that found it uncapped caps and restores it, so none restores another's cap.
+    Always, whatever the check's own thread count: a threaded BLAS sums in an order that
+    depends on its thread count, so capping it only for parallel checks would make the numeric
+    gradients depend on ``n_threads``. The BLAS thread count is process-wide: of overlapping
+    checks (from a thread pool, or nested), the first caps it and the last to leave restores
+    what the first found, so no check runs uncapped while another still needs the cap. Entry
+    and exit run with Ctrl-C deferred, so an interrupt cannot leave the cap behind.
     """
-    global _blas_capped
-    if n_threads <= 1:
+    held = False
+    try:
+        with interrupts_deferred():
+            _hold_blas_cap()
+            held = True
         yield
-        return
+    finally:
+        if held:
+            with interrupts_deferred():
+                _release_blas_cap()
+
+
+def _hold_blas_cap() -> None:
+    global _blas_cap_holders, _blas_limiter
     with _blas_cap_lock:
-        owner, _blas_capped = not _blas_capped, True
-    if not owner:
+        if _blas_cap_holders == 0:
+            # threadpoolctl's limiter, not direct calls: it also hands back control of a shared
+            # OpenBLAS pool, which it grants to one thread at a time.
+            controller: Any = _blas_controller()
+            limiter = controller.limit(limits=1, user_api="blas")
+            limiter.__enter__()
+            _blas_limiter = limiter
+        _blas_cap_holders += 1
+
+
+def _release_blas_cap() -> None:
+    global _blas_cap_holders, _blas_limiter
+    with _blas_cap_lock:
+        _blas_cap_holders -= 1
+        if _blas_cap_holders == 0:
+            limiter, _blas_limiter = _blas_limiter, None
+            _take_openblas_control()
+            limiter.__exit__(None, None, None)
+
+
+def _take_openblas_control() -> None:
+    """Let this thread restore OpenBLAS's shared pool: threadpoolctl lets only the thread that
+    set a limit change it again, and the last check to leave may run in another thread than
+    the first, which set the cap."""
+    try:
+        from threadpoolctl import OpenBLASController
+    except ImportError:  # an older threadpoolctl, which lets any thread set the limit
+        return
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Ctrl-C kept away from code that must not be interrupted half-way.
+
+_deferring = threading.local()
+
+try:  # the C functions under the signal module, without its conversions to enums (slow)
+    import _signal as _raw_signal
+except ImportError:  # pragma: no cover - not CPython
+    _raw_signal = signal  # type: ignore[assignment]
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C (SIGINT) recorded, not raised, inside the block, and delivered when it ends.
+
+    For code that an interrupt must not cut in two: a thread setting and its restoration, and
+    the Numba compiler, whose state a ``KeyboardInterrupt`` raised half-way through can corrupt
+    (a crash of the process at the next compilation). Only the main thread receives signals,
+    so elsewhere, and inside an enclosing deferral, the block runs as it is. At the end, a
+    recorded interrupt goes to the handler that was in place (``KeyboardInterrupt`` by
+    default), once however many arrived.
+    """
+    if not in_main_thread() or getattr(_deferring, "active", False):
         yield
         return
     try:
-        # threadpoolctl's limiter, not direct calls: it also hands back control of a shared
-        # OpenBLAS pool, which it grants to one thread at a time.
-        with _blas_controller().limit(limits=1, user_api="blas"):  # type: ignore[attr-defined]
-            yield
+        previous = _raw_signal.getsignal(signal.SIGINT)
+    except ValueError:  # pragma: no cover - signals unavailable here
+        yield
+        return
+    if previous is None:  # a handler installed from C: leave it alone
+        yield
+        return
+    received: list[Any] = []
+    _raw_signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
+    _deferring.active = True
+    try:
+        yield
     finally:
-        with _blas_cap_lock:
-            _blas_capped = False
+        _deferring.active = False
+        _raw_signal.signal(signal.SIGINT, previous)
+        if received:
+            _deliver(previous, received[0])
+
+
+def _deliver(handler: Any, frame: Any) -> None:
+    """Hand a deferred SIGINT to the handler that was in place."""
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    elif handler == signal.SIG_DFL:
+        signal.raise_signal(signal.SIGINT)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ._errors import InvalidInputError
 
@@ -21,6 +21,14 @@ def where_in_params(layout: "Layout", i: int) -> str:
     """``params['W1'][2, 1]``: where the flat component ``i`` lives in the user's structure."""
     name, index = layout.locate(i)
     return f"params[{name!r}]{list(index)}"
+
+
+def exception_text(error: BaseException) -> str:
+    """``str(error)``, or what can be said of it when its ``__str__`` itself raises."""
+    try:
+        return str(error)
+    except Exception as inner:
+        return f"<the message could not be read: its __str__ raised {type(inner).__name__}>"
 
 
 def validate_args(args: Any) -> tuple:
@@ -46,6 +54,11 @@ def validate_eps(eps: Any) -> float | None:
 
 def validate_thresholds(thresholds: Any) -> tuple[float, float]:
     """Two numbers ``0 < correct < bug < inf``."""
+    if isinstance(thresholds, (str, bytes)):  # "12" would read as (1.0, 2.0)
+        raise InvalidInputError(
+            f"thresholds must be two numbers (correct, bug), got {type(thresholds).__name__} "
+            f"{thresholds!r}"
+        )
     try:
         correct, bug = (float(t) for t in thresholds)
     except (TypeError, ValueError):
@@ -70,6 +83,20 @@ def validate_hooks(**hooks: Any) -> None:
     for name, hook in hooks.items():
         if hook is not None and not callable(hook):
             raise InvalidInputError(f"{name} must be callable, got {type(hook).__name__}")
+
+
+def guarded_hook(hook: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """``hook`` whose exceptions become an :class:`InvalidInputError` naming it."""
+
+    def call(*args: Any) -> Any:
+        try:
+            return hook(*args)
+        except Exception as error:
+            raise InvalidInputError(
+                f"the {name} hook raised {type(error).__name__}: {exception_text(error)}"
+            ) from error
+
+    return call
 
 
 def validate_positive_int(value: Any, name: str) -> int:

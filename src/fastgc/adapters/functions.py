@@ -10,6 +10,7 @@ import numpy as np
 from .._check import check
 from .._errors import CostError, InvalidInputError
 from .._result import CheckResult
+from .._validation import exception_text
 
 
 def check_fn(
@@ -92,7 +93,8 @@ def analytic_once(
         value = loss_and_grads(private, *args)
     except Exception as error:
         raise CostError(
-            f"{what} raised {type(error).__name__} at the unperturbed parameters: {error}"
+            f"{what} raised {type(error).__name__} at the unperturbed parameters: "
+            f"{exception_text(error)}"
         ) from error
     return split_loss_and_grads(value, what)[1]
 

@@ -16,6 +16,7 @@ from .._errors import CostError, CostTypeError, InvalidInputError
 from .._optional import import_optional
 from .._result import CheckResult
 from .._threads import resolve_n_threads
+from .._validation import exception_text
 
 jax = import_optional("jax", "jax", purpose="fastgc.jax")
 
@@ -243,7 +244,7 @@ def _loss_value(value: Any) -> float:
 
 
 def _loss_failure(error: Exception, jit: bool) -> str:
-    message = f"the loss raised {type(error).__name__}: {error}"
+    message = f"the loss raised {type(error).__name__}: {exception_text(error)}"
     if jit and "tracer" in (type(error).__name__ + str(error)[:500]).lower():
         message += " (if it branches on values in Python, pass jit=False)"
     return message

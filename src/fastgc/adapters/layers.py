@@ -12,6 +12,7 @@ import numpy as np
 from .._check import check
 from .._errors import CostError, InvalidInputError
 from .._result import CheckResult
+from .._validation import exception_text
 
 
 def check_layer(
@@ -106,7 +107,9 @@ def check_layer(
         try:
             result = forward(*arguments, *copy.deepcopy(args))
         except Exception as error:
-            raise CostError(f"forward raised {type(error).__name__}: {error}") from error
+            raise CostError(
+                f"forward raised {type(error).__name__}: {exception_text(error)}"
+            ) from error
         return _split_forward(result)
 
     private_params = {name: np.array(value, copy=True) for name, value in params.items()}
@@ -123,7 +126,9 @@ def check_layer(
     try:
         returned = backward(*(d.copy() for d in douts), cache)  # backward may write into dout
     except Exception as error:
-        raise CostError(f"backward raised {type(error).__name__}: {error}") from error
+        raise CostError(
+            f"backward raised {type(error).__name__}: {exception_text(error)}"
+        ) from error
     grads = _match_gradients(returned, names, differentiable, checked)
     return check(cost, params, grads, **options)
 

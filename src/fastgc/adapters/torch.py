@@ -18,7 +18,8 @@ from .._check import check
 from .._errors import CostError, CostTypeError, InvalidInputError
 from .._optional import import_optional
 from .._result import CheckResult
-from .._threads import resolve_n_threads
+from .._threads import interrupts_deferred, resolve_n_threads
+from .._validation import exception_text
 
 torch = import_optional("torch", "torch", purpose="fastgc.torch")
 
@@ -220,7 +221,9 @@ def check_function(
         try:
             out = fn(*given)
         except Exception as error:
-            raise CostError(f"fn raised {type(error).__name__}: {error}") from error
+            raise CostError(
+                f"fn raised {type(error).__name__}: {exception_text(error)}"
+            ) from error
         outputs = list(out) if isinstance(out, (tuple, list)) else [out]
         return [o for o in outputs if _is_float_tensor(o)]
 
@@ -402,7 +405,9 @@ def _call_closure(closure: Callable[..., Any], module: "torch.nn.Module") -> Any
     try:
         return closure(module)
     except Exception as error:
-        raise CostError(f"the closure raised {type(error).__name__}: {error}") from error
+        raise CostError(
+            f"the closure raised {type(error).__name__}: {exception_text(error)}"
+        ) from error
 
 
 def _loss_value(loss: Any, what: str = "the closure") -> float:
@@ -509,9 +514,14 @@ def _torch_threads(limit: bool) -> Iterator[None]:
     if not limit:
         yield
         return
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
+    saved = None
     try:
+        # Ctrl-C cannot fall between the setting and its restoration.
+        with interrupts_deferred():
+            saved = torch.get_num_threads()
+            torch.set_num_threads(1)
         yield
     finally:
-        torch.set_num_threads(saved)
+        if saved is not None:
+            with interrupts_deferred():
+                torch.set_num_threads(saved)

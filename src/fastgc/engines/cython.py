@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from .._cost import CostKind
+from .._threads import in_forked_child
 from ._base import Engine, Runner
 
 if TYPE_CHECKING:
@@ -30,6 +31,10 @@ class CythonEngine(Engine):
                 "`FASTGC_REQUIRE_CYTHON=1 pip install .` to see why the build failed"
             )
         return None
+
+    def parallel_allowed(self) -> bool:
+        # OpenMP's thread pool does not survive a fork: in a forked child, run on one thread.
+        return not in_forked_child()
 
     def make_runner(self, cost: "Cost", work: np.ndarray, parallel: bool = True) -> Runner:
         from .. import _core

@@ -18,7 +18,7 @@ import numpy as np
 
 from .._cost import CostKind
 from .._errors import CostError
-from .._threads import in_main_thread, numba_threads
+from .._threads import in_forked_child, in_main_thread, numba_threads
 from ._base import Engine, Runner
 
 if TYPE_CHECKING:
@@ -60,6 +60,8 @@ class NumbaEngine(Engine):
         )
 
     def parallel_allowed(self) -> bool:
+        if in_forked_child() and not _threading_layer_forks():
+            return False  # GNU OpenMP and the workqueue do not survive a fork: run serially
         return in_main_thread() or _threading_layer_nests()
 
     def thread_state(self, n_chunks: int) -> ContextManager[None]:
@@ -131,6 +133,17 @@ class NumbaEngine(Engine):
             layer = f"not chosen yet (configured: {numba.config.THREADING_LAYER})"
         return [f"  numba {numba.__version__}, threading layer {layer}, "
                 f"NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}"]
+
+
+def _threading_layer_forks() -> bool:
+    """Whether Numba's threading layer runs parallel regions in a forked child (only tbb is
+    known to; GNU OpenMP aborts the process, the workqueue's threads are gone)."""
+    import numba
+
+    try:
+        return numba.threading_layer() == "tbb"
+    except ValueError:  # nothing ran in parallel yet: only a layer fixed to tbb is sure
+        return numba.config.THREADING_LAYER == "tbb"
 
 
 def _threading_layer_nests() -> bool:

@@ -11,6 +11,7 @@ that every copy of theta came back as it was.
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from typing import TYPE_CHECKING, Iterator
 
@@ -18,8 +19,8 @@ import numpy as np
 
 from .._cost import describe_failure
 from .._errors import CostError
-from .._threads import blas_limited
-from .._validation import where_in_params
+from .._threads import blas_limited, interrupts_deferred
+from .._validation import exception_text, where_in_params
 from ..engines import get_engine
 
 if TYPE_CHECKING:
@@ -61,8 +62,13 @@ class LocalExecutor:
         run = self.engine.make_runner(self.cost, work, self.parallel)
         session = LocalSession(self, run, work)
         try:
-            with blas_limited(self.n_chunks), self.engine.thread_state(self.n_chunks):
-                session.compile_seconds = self.engine.warm_up(run, self.cost, work, self.parallel)
+            with blas_limited(), self.engine.thread_state(self.n_chunks):
+                # Ctrl-C waits for the compiler to finish: interrupted half-way, it can leave
+                # its state corrupt (the next compilation crashes the process).
+                with interrupts_deferred():
+                    session.compile_seconds = self.engine.warm_up(
+                        run, self.cost, work, self.parallel
+                    )
                 yield session
             check_restored(work, self.theta, self.cost.layout)
         finally:
@@ -136,6 +142,14 @@ class LocalSession:
         if np.any(failed >= 0):
             k = int(failed[failed >= 0].min())
             describe_failure(executor.cost, executor.theta, int(indices[k]), float(steps[k]))
+        aborted = _aborted_at(self._work, executor.theta, indices)
+        if aborted is not None:
+            # A copy of theta was left moved at an index of this round: either a chunk stopped
+            # between moving theta[i] and restoring it (the cost raised in a worker thread,
+            # where compiled code drops the exception), or the cost writes into its input.
+            # The reference loop raises the first; the restoration check names the second.
+            _rerun_in_python(executor, indices[aborted:aborted + 1], steps[aborted:aborted + 1])
+            check_restored(self._work, executor.theta, executor.cost.layout)
 
     def sweep(
         self, steps: "StepRule", approx: np.ndarray, seconds_per_cost: float,
@@ -149,9 +163,7 @@ class LocalSession:
         done = 0
         try:
             while done < n:
-                size = int(min(
-                    n - done, MAX_ROUND, max(64 * n_chunks, ROUND_SECONDS / seconds_per_index)
-                ))
+                size = round_size(n - done, n_chunks, seconds_per_index)
                 start, stop = done, done + size
                 started = time.perf_counter()
                 self.differences(
@@ -188,21 +200,53 @@ def _describe_directional_failure(
     )
 
 
+def round_size(remaining: int, n_chunks: int, seconds_per_index: float) -> int:
+    """How many indices the next round takes: about ``ROUND_SECONDS`` of work, at least one
+    per chunk, so that Ctrl-C (seen between rounds) is answered within about a round even
+    when one evaluation of the cost takes tens of milliseconds."""
+    return int(min(remaining, MAX_ROUND, max(n_chunks, ROUND_SECONDS / seconds_per_index)))
+
+
 def _progress_bar(total: int):
+    if sys.stderr is None:  # pythonw, services: there is nowhere to draw the bar
+        return None
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc="fastgc", unit="param", leave=False)
+
+
+def _aborted_at(work: np.ndarray, theta: np.ndarray, indices: np.ndarray) -> int | None:
+    """The first position in ``indices`` where a copy of theta was left moved, or None."""
+    integer = np.dtype(f"u{theta.dtype.itemsize}")
+    work_bits, theta_bits = work.view(integer), theta.view(integer)
+    if indices.size and indices[-1] - indices[0] + 1 == indices.size:
+        # A sweep's round is a range: compare views, not gathered copies, and look closer
+        # only when something moved.
+        columns = slice(int(indices[0]), int(indices[-1]) + 1)
+        if np.array_equal(work_bits[:, columns], np.broadcast_to(
+                theta_bits[columns], work_bits[:, columns].shape)):
+            return None
+    moved = work_bits[:, indices] != theta_bits[indices]
+    if not moved.any():
+        return None
+    return int(np.flatnonzero(moved.any(axis=0))[0])
+
+
+def _rerun_in_python(executor: LocalExecutor, indices: np.ndarray, steps: np.ndarray) -> None:
+    """Run ``indices`` in the reference loop, which raises a :class:`CostError` naming the
+    component where the cost raises, if it does."""
+    scratch = executor.theta[np.newaxis].copy()
+    run = get_engine("python").make_runner(executor.cost, scratch)
+    run(indices, steps, np.empty(indices.shape[0]), np.empty(1, dtype=np.int64))
 
 
 def _locate_error(
     executor: LocalExecutor, indices: np.ndarray, steps: np.ndarray, error: Exception
 ) -> None:
     """Re-run the round in the reference loop, which names the component that raised."""
-    scratch = executor.theta[np.newaxis].copy()
-    run = get_engine("python").make_runner(executor.cost, scratch)
-    run(indices, steps, np.empty(indices.shape[0]), np.empty(1, dtype=np.int64))
+    _rerun_in_python(executor, indices, steps)
     raise CostError(
-        f"the cost raised {type(error).__name__} in compiled code: {error}"
+        f"the cost raised {type(error).__name__} in compiled code: {exception_text(error)}"
     ) from error
 
 

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 # over theta: 2 * (REPLAY_WORST + REPLAY_SPREAD) serial evaluations at most.
 REPLAY_WORST = 4
 REPLAY_SPREAD = 4
+# Disagreements are ranked this many components at a time.
+CHUNK = 1 << 16
 
 
 def replay_sample(
@@ -48,12 +50,27 @@ def replay_sample(
         where = np.flatnonzero(among)
         return where[replay_sample(approx[where], dtheta[where])]
     n = approx.shape[0]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        relative = np.abs(approx - dtheta) / (np.abs(approx) + np.abs(dtheta))
-    relative = np.nan_to_num(relative, nan=0.0, posinf=0.0)
-    worst = np.argsort(-relative, kind="stable")[:REPLAY_WORST]
+    worst = _most_disagreeing(approx, dtheta, REPLAY_WORST)
     spread = np.linspace(0, n - 1, min(REPLAY_SPREAD, n)).astype(np.int64)
     return np.unique(np.concatenate([worst, spread]).astype(np.int64))
+
+
+def _most_disagreeing(approx: np.ndarray, dtheta: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` indices of largest relative disagreement (ties to the lower index), found
+    chunk by chunk so that no n-sized temporary is made."""
+    candidates, scores = [], []
+    for start in range(0, approx.shape[0], CHUNK):
+        a, d = approx[start:start + CHUNK], dtheta[start:start + CHUNK].astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            relative = np.abs(a - d) / (np.abs(a) + np.abs(d))
+        relative = np.nan_to_num(relative, nan=0.0, posinf=0.0)
+        top = np.argsort(-relative, kind="stable")[:k]
+        candidates.append(np.sort(top) + start)
+        scores.append(relative[np.sort(top)])
+    if not candidates:
+        return np.empty(0, dtype=np.int64)
+    candidates_, scores_ = np.concatenate(candidates), np.concatenate(scores)
+    return candidates_[np.argsort(-scores_, kind="stable")[:k]]
 
 
 def confirm_reproducible(

@@ -138,7 +138,8 @@ class PlanOutcome:
     """What a plan found: numeric values where it differenced components, and per block."""
 
     approx: np.ndarray  # numeric where checked, dtheta elsewhere (no disagreement)
-    checked: np.ndarray  # bool per component: differenced one by one
+    # bool per component: differenced one by one (None: every component, with no n-sized mask)
+    checked: np.ndarray | None
     coverage: dict[str, BlockCoverage]
     evaluations: int
     name: str
@@ -158,7 +159,7 @@ class PlanOutcome:
 
     @property
     def partial(self) -> bool:
-        return not bool(self.checked.all())
+        return self.checked is not None and not bool(self.checked.all())
 
     def merge(
         self, diagnosis: "Diagnosis", layout: "Layout", dtheta: np.ndarray
@@ -179,7 +180,8 @@ class PlanOutcome:
         report: ParameterReport,
     ) -> ParameterReport:
         lo, hi = int(layout.offsets[k]), int(layout.offsets[k + 1])
-        checked = np.flatnonzero(self.checked[lo:hi]) + lo
+        checked = (np.arange(lo, hi) if self.checked is None
+                   else np.flatnonzero(self.checked[lo:hi]) + lo)
         verdict = report.verdict
         difference = self.block_estimates.get(report.name, 0.0)
         # A block that passed its directions disagrees by no more than round-off explains.
