@@ -7,15 +7,42 @@ operations, so the engines agree to the bit. This module imports Numba and is it
 lazily.
 """
 
+import functools
+import types
+
 import numba
 import numpy as np
 
-# Compiled on first use, never at import; a new cost compiles a new specialisation.
-_JIT_OPTIONS = {"nogil": True, "cache": False}
+# Compiled on first use, never at import. The kernels call no user code by name: the cost
+# reaches them as an argument, a first-class function typed by its signature only, so one
+# compilation per argument types serves every cost and can be kept in Numba's on-disk cache
+# (NUMBA_CACHE_DIR, else beside this file, else the user's cache directory).
+_JIT_OPTIONS = {"nogil": True}
 
 
-@numba.njit(parallel=True, **_JIT_OPTIONS)
-def central_differences(cost, args, work, indices, steps, approx, failed):  # pragma: no cover
+def _compiled_once(**options):
+    """``numba.njit(cache=True, **options)``, or without the cache when Numba finds no
+    writable place for one (a read-only install and cache directory): compiled in memory."""
+
+    def decorate(function):
+        try:
+            return numba.njit(cache=True, **_JIT_OPTIONS, **options)(function)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return numba.njit(cache=False, **_JIT_OPTIONS, **options)(function)
+
+    return decorate
+
+
+def _renamed(function, name):
+    """A copy of ``function`` called ``name``."""
+    copy = types.FunctionType(function.__code__, function.__globals__, name,
+                              function.__defaults__, function.__closure__)
+    copy.__qualname__ = copy.__name__ = name
+    copy.__doc__ = function.__doc__
+    return copy
+
+
+def _central_differences(cost, args, work, indices, steps, approx, failed):  # pragma: no cover
     """Two-sided differences of ``cost`` along the coordinates ``indices``.
 
     Mirrors ``fastgc._core.central_differences_c`` and
@@ -23,8 +50,9 @@ def central_differences(cost, args, work, indices, steps, approx, failed):  # pr
 
     Parameters
     ----------
-    cost : numba dispatcher
-        ``cost(theta, *args) -> float``.
+    cost : numba dispatcher or first-class function
+        ``cost(theta, *args) -> float``; the engine passes it typed by its signature, so
+        that the kernel is compiled once for every cost with these argument types.
     args : tuple
         Extra arguments of ``cost``.
     work : ndarray, shape (n_chunks, n)
@@ -63,7 +91,18 @@ def central_differences(cost, args, work, indices, steps, approx, failed):  # pr
             approx[k] = (np.float64(cost_plus) - np.float64(cost_minus)) / represented_step
 
 
-@numba.njit(**_JIT_OPTIONS)
+# The loop is written once; the body stays inside the prange (a call there costs Numba a third
+# more compilation). The serial copy carries its own name so that the two keep apart in the
+# on-disk cache, whose entries are named after the function.
+central_differences = _compiled_once(parallel=True)(_central_differences)
+central_differences_serial = _compiled_once(parallel=False)(
+    _renamed(_central_differences, "central_differences_serial")
+)
+"""The same loop without threads, for calls from inside a foreign thread pool where Numba's
+workqueue layer cannot nest parallel regions."""
+
+
+@_compiled_once()
 def block_norms(approx, dtheta, offsets, norms):  # pragma: no cover
     """Sums of squares of ``approx - dtheta``, ``approx`` and ``dtheta`` per block.
 
@@ -87,8 +126,11 @@ def block_norms(approx, dtheta, offsets, norms):  # pragma: no cover
         norms[block, 2] = sum_dtheta
 
 
-# The same loop without threads, for calls from inside a foreign thread pool where Numba's
-# workqueue layer cannot nest parallel regions.
-central_differences_serial = numba.njit(parallel=False, **_JIT_OPTIONS)(
-    central_differences.py_func
-)
+
+@functools.lru_cache(maxsize=None)
+def specialised_kernels():
+    """``(central_differences, central_differences_serial)`` compiled anew for each cost,
+    in memory (nothing specialised on one cost reaches the on-disk cache): the way to run a
+    cost that Numba cannot pass as a first-class function."""
+    return tuple(numba.njit(cache=False, parallel=parallel, **_JIT_OPTIONS)(_central_differences)
+                 for parallel in (True, False))

@@ -1,7 +1,12 @@
 """The Numba engine: an ``@numba.njit`` cost of the flat theta, called from a compiled
 ``prange`` over chunks of indices.
 
-Its bookkeeping lives here too: which argument types the kernels were compiled for (so a
+The cost reaches the kernel as a first-class function, typed by its signature alone, so the
+kernel is compiled once per argument types whatever the cost, and kept in Numba's on-disk
+cache: a second cost, or a new process, compiles nothing of fastgc's. A cost Numba cannot pass
+that way runs in a kernel specialised on it, compiled in memory, as a fallback.
+
+Its bookkeeping lives here too: which costs the specialised kernels were compiled for (so a
 check that needs nothing compiled skips the warm-up launch), Numba's per-thread thread count,
 and whether a parallel region may start from the calling thread (Numba's ``workqueue`` layer
 cannot nest inside a foreign thread pool).
@@ -24,7 +29,7 @@ from ._base import Engine, Runner
 if TYPE_CHECKING:
     from .._cost import Cost
 
-# Per njit cost, the argument types its check kernels were compiled for in this process.
+# Per njit cost run in a specialised kernel, the argument types compiled in this process.
 _compiled: "weakref.WeakKeyDictionary[Any, set]" = weakref.WeakKeyDictionary()
 
 
@@ -66,41 +71,21 @@ class NumbaEngine(Engine):
         return numba_threads(n_chunks)
 
     def make_runner(self, cost: "Cost", work: np.ndarray, parallel: bool = True) -> Runner:
-        from . import _numba_kernels
-
-        kernel = (
-            _numba_kernels.central_differences
-            if parallel
-            else _numba_kernels.central_differences_serial
-        )
-        function, args = cost.function, cost.args
-
-        def run_numba(indices, steps, approx, failed):
-            kernel(function, args, work, indices, steps, approx, failed)
-
-        return run_numba
+        return _NumbaRunner(cost, work, parallel)
 
     def warm_up(self, run: Runner, cost: "Cost", work: np.ndarray, parallel: bool) -> float:
-        """Compile the kernels for this cost and these argument types, once per process."""
-        key = (_type_key(cost.args), _type_key(work), parallel)
-        try:
-            seen = _compiled.setdefault(cost.function, set())
-        except TypeError:  # not weakly referenceable: warm up every time
-            seen = set()
-        if key in seen:
-            return 0.0
+        """Compile (or load from Numba's cache) the kernels for these argument types, once per
+        process; the seconds it took, 0.0 when they were ready."""
+        assert isinstance(run, _NumbaRunner)
         started = time.perf_counter()
-        empty = np.empty(0)
-        self.block_norms(empty, empty, np.zeros(1, dtype=np.int64))
         try:
-            run(np.empty(0, dtype=np.int64), empty, empty, np.empty(work.shape[0], dtype=np.int64))
+            compiled = _compile_block_norms() | run.prepare()
         except Exception as error:
             raise CostError(
                 "Numba could not compile the check around this cost (are all args arrays, "
                 f"numbers or tuples of them, and does the cost return a float?): {error}"
             ) from error
-        seen.add(key)
-        return time.perf_counter() - started
+        return time.perf_counter() - started if compiled else 0.0
 
     def _block_norms_kernel(self) -> Callable[..., None]:
         from ._numba_kernels import block_norms
@@ -116,6 +101,119 @@ class NumbaEngine(Engine):
             layer = f"not chosen yet (configured: {numba.config.THREADING_LAYER})"
         return [f"  numba {numba.__version__}, threading layer {layer}, "
                 f"NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}"]
+
+
+class _NumbaRunner:
+    """One round of the Numba kernel for ``cost`` on ``work``: ``run(indices, steps, approx,
+    failed)``. The kernel is chosen, and compiled if need be, by :meth:`prepare`."""
+
+    def __init__(self, cost: "Cost", work: np.ndarray, parallel: bool) -> None:
+        self.function, self.args, self.work, self.parallel = cost.function, cost.args, work, parallel
+        self._kernel: Callable[..., None] | None = None
+
+    def prepare(self) -> bool:
+        """Choose the kernel; True when it had to be compiled or loaded from the disk cache."""
+        if self._kernel is not None:
+            return False
+        kernel, compiled = _first_class_kernel(self.function, self.args, self.work, self.parallel)
+        if kernel is None:
+            kernel, compiled = self._specialised_kernel()
+        self._kernel = kernel
+        return compiled
+
+    def _specialised_kernel(self) -> tuple[Callable[..., None], bool]:
+        from ._numba_kernels import specialised_kernels
+
+        kernel = specialised_kernels()[0 if self.parallel else 1]
+        key = (_type_key(self.args), _type_key(self.work), self.parallel)
+        try:
+            seen = _compiled.setdefault(self.function, set())
+        except TypeError:  # not weakly referenceable: warm up every time
+            seen = set()
+        if key in seen:
+            return kernel, False
+        empty = np.empty(0)
+        kernel(self.function, self.args, self.work, np.empty(0, dtype=np.int64), empty, empty,
+               np.empty(self.work.shape[0], dtype=np.int64))
+        seen.add(key)
+        return kernel, True
+
+    def __call__(self, indices: np.ndarray, steps: np.ndarray, approx: np.ndarray,
+                 failed: np.ndarray) -> None:
+        if self._kernel is None:
+            self.prepare()
+        # The compiled entry takes C-contiguous int64 and float64 vectors and nothing else.
+        indices = np.ascontiguousarray(indices, dtype=np.int64)
+        steps = np.ascontiguousarray(steps, dtype=np.float64)
+        if not (_is_vector_of(approx, np.float64) and _is_vector_of(failed, np.int64)):
+            into, flags = np.empty(approx.shape[0]), np.empty(failed.shape[0], dtype=np.int64)
+            self(indices, steps, into, flags)
+            approx[:], failed[:] = into, flags
+            return
+        self._kernel(self.function, self.args, self.work, indices, steps, approx, failed)
+
+
+def _is_vector_of(array: np.ndarray, dtype: type) -> bool:
+    flags = array.flags
+    return (array.dtype == dtype and array.ndim == 1 and flags.c_contiguous and flags.writeable
+            and flags.aligned)
+
+
+def _first_class_kernel(
+    function: Any, args: tuple, work: np.ndarray, parallel: bool
+) -> tuple[Callable[..., None] | None, bool]:
+    """The compiled kernel taking ``function`` as a first-class function of its signature, and
+    whether it was compiled (or loaded from disk) now; ``(None, False)`` when Numba cannot
+    pass this cost so."""
+    from ._numba_kernels import central_differences, central_differences_serial
+
+    kernel = central_differences if parallel else central_differences_serial
+    signature = _kernel_signature(function, args, work)
+    if signature is None:
+        return None, False
+    compiled = signature not in kernel.overloads
+    try:
+        if compiled:
+            kernel.compile(signature)
+        entry = kernel.overloads[signature].entry_point
+        empty = np.empty(0)  # a round of nothing: the cost's address resolves, or it fails
+        entry(function, args, work, np.empty(0, dtype=np.int64), empty, empty,
+              np.empty(work.shape[0], dtype=np.int64))
+    except Exception:  # a cost Numba cannot call through a pointer: the specialised kernel
+        return None, False
+    return entry, compiled
+
+
+def _kernel_signature(function: Any, args: tuple, work: np.ndarray) -> tuple | None:
+    """Numba's argument types of the kernel, the cost typed as the first-class function
+    ``return_type(theta_type, *arg_types)`` of the specialisation it already compiled for
+    these arguments (the baseline evaluations compiled it); None when there is none."""
+    import numba
+
+    try:
+        args_type = numba.typeof(args)
+        theta_type = numba.typeof(work[0])
+        overload = function.overloads.get((theta_type, *args_type.types))
+    except Exception:  # a value Numba cannot type, or no specialisation
+        return None
+    if overload is None:
+        return None
+    cost_type = numba.types.FunctionType(overload.signature)
+    index_type = numba.types.Array(numba.types.int64, 1, "C")
+    real_type = numba.types.Array(numba.types.float64, 1, "C")
+    return (cost_type, args_type, numba.typeof(work), index_type, real_type, real_type,
+            index_type)
+
+
+def _compile_block_norms() -> bool:
+    """Compile (or load) the block-norm kernel; True when it was not ready."""
+    from ._numba_kernels import block_norms
+
+    if block_norms.signatures:
+        return False
+    empty = np.empty(0)
+    block_norms(empty, empty, np.zeros(1, dtype=np.int64), np.zeros((0, 3)))
+    return True
 
 
 def _threading_layer_nests() -> bool:
