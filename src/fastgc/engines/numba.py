@@ -14,10 +14,12 @@ cannot nest inside a foreign thread pool).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import time
+import warnings
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, ContextManager
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator
 
 import numpy as np
 
@@ -168,20 +170,33 @@ def _first_class_kernel(
     from ._numba_kernels import central_differences, central_differences_serial
 
     kernel = central_differences if parallel else central_differences_serial
-    signature = _kernel_signature(function, args, work)
+    with _first_class_functions_allowed():
+        signature = _kernel_signature(function, args, work)
     if signature is None:
         return None, False
     compiled = signature not in kernel.overloads
     try:
-        if compiled:
-            kernel.compile(signature)
-        entry = kernel.overloads[signature].entry_point
-        empty = np.empty(0)  # a round of nothing: the cost's address resolves, or it fails
-        entry(function, args, work, np.empty(0, dtype=np.int64), empty, empty,
-              np.empty(work.shape[0], dtype=np.int64))
+        with _first_class_functions_allowed():
+            if compiled:
+                kernel.compile(signature)
+            entry = kernel.overloads[signature].entry_point
+            empty = np.empty(0)  # a round of nothing: the cost's address resolves, or it fails
+            entry(function, args, work, np.empty(0, dtype=np.int64), empty, empty,
+                  np.empty(work.shape[0], dtype=np.int64))
     except Exception:  # a cost Numba cannot call through a pointer: the specialised kernel
         return None, False
     return entry, compiled
+
+
+@contextlib.contextmanager
+def _first_class_functions_allowed() -> Iterator[None]:
+    """Numba calls first-class functions experimental and says so on every compilation; the
+    kernels' use of them is tested here, so the user is not told."""
+    from numba.core.errors import NumbaExperimentalFeatureWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
+        yield
 
 
 def _kernel_signature(function: Any, args: tuple, work: np.ndarray) -> tuple | None:
