@@ -31,20 +31,27 @@ from ._base import Engine, Runner
 if TYPE_CHECKING:
     from .._cost import Cost
 
-# Per njit cost run in a specialised kernel, the argument types compiled in this process.
-_compiled: "weakref.WeakKeyDictionary[Any, set]" = weakref.WeakKeyDictionary()
+# Per njit cost and argument types (see _type_key), the kernel chosen for them in this
+# process: the compiled entry of the first-class kernel, or the specialised kernel.
+_kernels: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_SCALARS = (bool, int, float, complex, np.number, np.bool_)
 
 
 def _type_key(value: Any) -> Any:
-    """What decides Numba's compiled specialisation for an argument, cheaply: dtype, rank,
-    memory layout and flags of arrays, element keys of tuples, the type of anything else."""
+    """What decides Numba's type of an argument, cheaply: dtype, rank, memory layout and
+    flags of arrays, element keys of tuples, the type of Python and NumPy scalars, and
+    Numba's own type of anything else (a typed list, a function)."""
     if isinstance(value, np.ndarray):
         flags = value.flags
-        return (value.dtype.str, value.ndim, flags.c_contiguous, flags.f_contiguous,
+        return (value.dtype, value.ndim, flags.c_contiguous, flags.f_contiguous,
                 flags.writeable, flags.aligned)
     if isinstance(value, tuple):
         return (type(value), tuple(_type_key(item) for item in value))
-    return type(value)
+    if isinstance(value, _SCALARS) and not (isinstance(value, int) and value.bit_length() > 63):
+        return type(value)
+    import numba
+
+    return numba.typeof(value)
 
 
 class NumbaEngine(Engine):
@@ -117,28 +124,29 @@ class _NumbaRunner:
         """Choose the kernel; True when it had to be compiled or loaded from the disk cache."""
         if self._kernel is not None:
             return False
+        key = (_type_key(self.args), _type_key(self.work), self.parallel)
+        try:
+            chosen = _kernels.setdefault(self.function, {})
+        except TypeError:  # not weakly referenceable: choose every time
+            chosen = {}
+        self._kernel = chosen.get(key)
+        if self._kernel is not None:
+            return False
         kernel, compiled = _first_class_kernel(self.function, self.args, self.work, self.parallel)
         if kernel is None:
-            kernel, compiled = self._specialised_kernel()
-        self._kernel = kernel
+            kernel, compiled = self._specialised_kernel(), True
+        self._kernel = chosen[key] = kernel
         return compiled
 
-    def _specialised_kernel(self) -> tuple[Callable[..., None], bool]:
+    def _specialised_kernel(self) -> Callable[..., None]:
+        """The kernel specialised on this cost, compiled by a round of nothing."""
         from ._numba_kernels import specialised_kernels
 
         kernel = specialised_kernels()[0 if self.parallel else 1]
-        key = (_type_key(self.args), _type_key(self.work), self.parallel)
-        try:
-            seen = _compiled.setdefault(self.function, set())
-        except TypeError:  # not weakly referenceable: warm up every time
-            seen = set()
-        if key in seen:
-            return kernel, False
         empty = np.empty(0)
         kernel(self.function, self.args, self.work, np.empty(0, dtype=np.int64), empty, empty,
                np.empty(self.work.shape[0], dtype=np.int64))
-        seen.add(key)
-        return kernel, True
+        return kernel
 
     def __call__(self, indices: np.ndarray, steps: np.ndarray, approx: np.ndarray,
                  failed: np.ndarray) -> None:
@@ -224,7 +232,7 @@ def _compile_block_norms() -> bool:
     """Compile (or load) the block-norm kernel; True when it was not ready."""
     from ._numba_kernels import block_norms
 
-    if block_norms.signatures:
+    if block_norms.overloads:
         return False
     empty = np.empty(0)
     block_norms(empty, empty, np.zeros(1, dtype=np.int64), np.zeros((0, 3)))
