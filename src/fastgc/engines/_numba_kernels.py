@@ -12,11 +12,14 @@ import types
 
 import numba
 import numpy as np
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 # Compiled on first use, never at import. The kernels call no user code by name: the cost
-# reaches them as an argument, a first-class function typed by its signature only, so one
-# compilation per argument types serves every cost and can be kept in Numba's on-disk cache
-# (NUMBA_CACHE_DIR, else beside this file, else the user's cache directory).
+# reaches them as an argument, a first-class function typed by its signature only (the
+# ``*_at`` entries build it from the address of the compiled cost), so one compilation per
+# argument types serves every cost and can be kept in Numba's on-disk cache (NUMBA_CACHE_DIR,
+# else beside this file, else the user's cache directory).
 _JIT_OPTIONS = {"nogil": True}
 
 
@@ -100,6 +103,41 @@ central_differences_serial = _compiled_once(parallel=False)(
 )
 """The same loop without threads, for calls from inside a foreign thread pool where Numba's
 workqueue layer cannot nest parallel regions."""
+
+
+@intrinsic
+def _function_at(typingctx, address, function_type):  # pragma: no cover
+    """The first-class function of type ``function_type`` (a type reference) whose compiled
+    code is at ``address``: Numba's own calling convention, so that what the cost raises
+    propagates as it would from a direct call."""
+    function = function_type.instance_type
+
+    def codegen(context, builder, signature, arguments):
+        pointer = context.get_value_type(numba.types.voidptr)
+        value = cgutils.create_struct_proxy(function)(context, builder)
+        value.jit_addr = builder.inttoptr(arguments[0], pointer)
+        value.c_addr = cgutils.get_null_value(pointer)
+        value.py_addr = cgutils.get_null_value(pointer)
+        return value._getvalue()
+
+    return function(address, function_type), codegen
+
+
+@_compiled_once()
+def central_differences_at(address, cost_type, args, work, indices, steps, approx,
+                           failed):  # pragma: no cover
+    """:func:`central_differences` of the cost compiled at ``address``, of first-class type
+    ``cost_type``: compiled once per argument types for every cost."""
+    central_differences(_function_at(address, cost_type), args, work, indices, steps, approx,
+                        failed)
+
+
+@_compiled_once()
+def central_differences_serial_at(address, cost_type, args, work, indices, steps, approx,
+                                  failed):  # pragma: no cover
+    """:func:`central_differences_serial` of the cost compiled at ``address``."""
+    central_differences_serial(_function_at(address, cost_type), args, work, indices, steps,
+                               approx, failed)
 
 
 @_compiled_once()

@@ -15,6 +15,7 @@ cannot nest inside a foreign thread pool).
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import time
 import warnings
@@ -129,24 +130,30 @@ class _NumbaRunner:
             chosen = _kernels.setdefault(self.function, {})
         except TypeError:  # not weakly referenceable: choose every time
             chosen = {}
-        self._kernel = chosen.get(key)
-        if self._kernel is not None:
-            return False
-        kernel, compiled = _first_class_kernel(self.function, self.args, self.work, self.parallel)
-        if kernel is None:
-            kernel, compiled = self._specialised_kernel(), True
-        self._kernel = chosen[key] = kernel
+        compiled = key not in chosen
+        if compiled:
+            # The first-class kernel, or None for the kernel specialised on this cost (a
+            # value that holds no reference to the cost, which is the weak key).
+            chosen[key], compiled = _first_class_kernel(
+                self.function, self.args, self.work, self.parallel)
+            if chosen[key] is None:
+                self._compile_specialised_kernel()
+                compiled = True
+        run = chosen[key]
+        self._kernel = run if run is not None else functools.partial(
+            self._specialised_kernel(), self.function)
         return compiled
 
     def _specialised_kernel(self) -> Callable[..., None]:
-        """The kernel specialised on this cost, compiled by a round of nothing."""
         from ._numba_kernels import specialised_kernels
 
-        kernel = specialised_kernels()[0 if self.parallel else 1]
+        return specialised_kernels()[0 if self.parallel else 1]
+
+    def _compile_specialised_kernel(self) -> None:
         empty = np.empty(0)
-        kernel(self.function, self.args, self.work, np.empty(0, dtype=np.int64), empty, empty,
-               np.empty(self.work.shape[0], dtype=np.int64))
-        return kernel
+        self._specialised_kernel()(
+            self.function, self.args, self.work, np.empty(0, dtype=np.int64), empty, empty,
+            np.empty(self.work.shape[0], dtype=np.int64))
 
     def __call__(self, indices: np.ndarray, steps: np.ndarray, approx: np.ndarray,
                  failed: np.ndarray) -> None:
@@ -160,7 +167,7 @@ class _NumbaRunner:
             self(indices, steps, into, flags)
             approx[:], failed[:] = into, flags
             return
-        self._kernel(self.function, self.args, self.work, indices, steps, approx, failed)
+        self._kernel(self.args, self.work, indices, steps, approx, failed)
 
 
 def _is_vector_of(array: np.ndarray, dtype: type) -> bool:
@@ -172,28 +179,30 @@ def _is_vector_of(array: np.ndarray, dtype: type) -> bool:
 def _first_class_kernel(
     function: Any, args: tuple, work: np.ndarray, parallel: bool
 ) -> tuple[Callable[..., None] | None, bool]:
-    """The compiled kernel taking ``function`` as a first-class function of its signature, and
-    whether it was compiled (or loaded from disk) now; ``(None, False)`` when Numba cannot
-    pass this cost so."""
-    from ._numba_kernels import central_differences, central_differences_serial
+    """The compiled kernel calling ``function`` through its address, as a first-class function
+    of its signature, with that address bound: ``run(args, work, indices, steps, approx,
+    failed)``; and whether it was compiled (or loaded from disk) now. ``(None, False)`` when
+    Numba cannot pass this cost so."""
+    from ._numba_kernels import central_differences_at, central_differences_serial_at
 
-    kernel = central_differences if parallel else central_differences_serial
+    kernel = central_differences_at if parallel else central_differences_serial_at
     with _first_class_functions_allowed():
-        signature = _kernel_signature(function, args, work)
-    if signature is None:
+        typed = _kernel_signature(function, args, work)
+    if typed is None:
         return None, False
+    signature, address, cost_type = typed
     compiled = signature not in kernel.overloads
     try:
         with _first_class_functions_allowed():
             if compiled:
                 kernel.compile(signature)
-            entry = kernel.overloads[signature].entry_point
-            empty = np.empty(0)  # a round of nothing: the cost's address resolves, or it fails
-            entry(function, args, work, np.empty(0, dtype=np.int64), empty, empty,
-                  np.empty(work.shape[0], dtype=np.int64))
+            run = functools.partial(kernel.overloads[signature].entry_point, address, cost_type)
+            empty = np.empty(0)  # a round of nothing: it runs, or the cost cannot go this way
+            run(args, work, np.empty(0, dtype=np.int64), empty, empty,
+                np.empty(work.shape[0], dtype=np.int64))
     except Exception:  # a cost Numba cannot call through a pointer: the specialised kernel
         return None, False
-    return entry, compiled
+    return run, compiled
 
 
 @contextlib.contextmanager
@@ -208,24 +217,29 @@ def _first_class_functions_allowed() -> Iterator[None]:
 
 
 def _kernel_signature(function: Any, args: tuple, work: np.ndarray) -> tuple | None:
-    """Numba's argument types of the kernel, the cost typed as the first-class function
-    ``return_type(theta_type, *arg_types)`` of the specialisation it already compiled for
-    these arguments (the baseline evaluations compiled it); None when there is none."""
+    """Numba's argument types of the ``*_at`` kernel for this cost, the address of the cost's
+    compiled code and its first-class type ``return_type(theta_type, *arg_types)``, from the
+    specialisation it already compiled for these arguments (the baseline evaluations compiled
+    it); None when there is none."""
     import numba
 
     try:
         args_type = numba.typeof(args)
         theta_type = numba.typeof(work[0])
         overload = function.overloads.get((theta_type, *args_type.types))
-    except Exception:  # a value Numba cannot type, or no specialisation
+        if overload is None:
+            return None
+        address = overload.library.get_pointer_to_function(overload.fndesc.llvm_func_name)
+    except Exception:  # a value Numba cannot type, or no compiled code to point to
         return None
-    if overload is None:
+    if not address:
         return None
     cost_type = numba.types.FunctionType(overload.signature)
     index_type = numba.types.Array(numba.types.int64, 1, "C")
     real_type = numba.types.Array(numba.types.float64, 1, "C")
-    return (cost_type, args_type, numba.typeof(work), index_type, real_type, real_type,
-            index_type)
+    signature = (numba.types.int64, numba.typeof(cost_type), args_type, numba.typeof(work),
+                 index_type, real_type, real_type, index_type)
+    return signature, address, cost_type
 
 
 def _compile_block_norms() -> bool:
