@@ -81,7 +81,8 @@ class NumbaEngine(Engine):
         return numba_threads(n_chunks)
 
     def make_runner(self, cost: "Cost", work: np.ndarray, parallel: bool = True) -> Runner:
-        return _NumbaRunner(cost, work, parallel)
+        # One chunk needs no parallel region: the serial loop spares its launch.
+        return _NumbaRunner(cost, work, parallel and work.shape[0] > 1)
 
     def warm_up(self, run: Runner, cost: "Cost", work: np.ndarray, parallel: bool) -> float:
         """Compile (or load from Numba's cache) the kernels for these argument types, once per
