@@ -312,3 +312,49 @@ def test_without_a_writable_place_for_a_cache_the_kernels_compile_in_memory(tmp_
     assert outcome["cached"] == ["NullCache"] * 3
     assert outcome["approx"] == reference["approx"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "cache", "site"]
+
+
+USER_COST_MODULE = """
+import numba
+import numpy as np
+
+@numba.njit(cache=True)
+def cost(theta, a):
+    return np.sum(a * np.sin(theta)) + 0.5 * np.sum(theta) ** 2
+"""
+
+USER_CACHE_SCRIPT = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import fastgc
+from fastgc.engines import _numba_kernels
+from usercost import cost
+
+rng = np.random.default_rng(2)
+theta, a = rng.standard_normal(20), rng.standard_normal(20)
+result = fastgc.check(cost, theta, a * np.cos(theta) + theta.sum(), args=(a,), engine="numba",
+                      n_threads=2, progress=False)
+print(json.dumps({
+    "verdict": str(result.verdict),
+    "approx": result.approx.tolist(),
+    "cost_hits": sum(cost.stats.cache_hits.values()),
+    "kernel_misses": sum(sum(k.stats.cache_misses.values()) for k in (
+        _numba_kernels.central_differences_at, _numba_kernels.central_differences,
+        _numba_kernels.block_norms)),
+}))
+"""
+
+
+def test_a_cost_cached_by_its_author_is_loaded_from_the_cache_too(tmp_path):
+    require_engine("numba")
+    from processes import run_python
+
+    (tmp_path / "usercost.py").write_text(USER_COST_MODULE)
+    environment = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    cold = run_python(USER_CACHE_SCRIPT, str(tmp_path), env=environment)
+    warm = run_python(USER_CACHE_SCRIPT, str(tmp_path), env=environment)
+    assert cold["verdict"] == warm["verdict"] == "correct"
+    assert cold["cost_hits"] == 0 and warm["cost_hits"] == 1
+    assert warm["kernel_misses"] == 0
+    assert warm["approx"] == cold["approx"]
