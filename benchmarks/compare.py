@@ -50,6 +50,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchmarks import _models  # noqa: E402  (also puts the source tree on the path if needed)
+from benchmarks import _first_check  # noqa: E402
 
 import fastgc  # noqa: E402
 
@@ -461,6 +462,7 @@ def extras(threads):
                           progress=False)
     lines.append(f"compile time of a never-compiled njit cost (first check): "
                  f"{result.compile_seconds:.2f} s")
+    lines.extend(first_check_lines())
     source = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "src")
     environment = dict(os.environ, PYTHONPATH=os.path.abspath(source) + os.pathsep
                        + os.environ.get("PYTHONPATH", ""))
@@ -471,6 +473,29 @@ def extras(threads):
 
     empty, with_import = python("pass"), python("import fastgc")
     lines.append(f"import fastgc: {with_import - empty:.3f} s (interpreter start excluded)")
+    return lines
+
+
+def first_check_lines():
+    """fastgc's share of the first check in a new process, cold and warm cache."""
+    import shutil
+    import tempfile
+
+    names = {"readme": "the README's njit example (31 params)", "mlp": "the MLP (2,074 params)"}
+    lines = []
+    for cost in _first_check.COSTS:
+        cache_dir = tempfile.mkdtemp(prefix="fastgc-first-check-")
+        try:
+            cold = _first_check.measure(cost, cache_dir)
+            warm = _first_check.measure(cost, cache_dir)
+        finally:
+            shutil.rmtree(cache_dir, ignore_errors=True)
+        lines.append(
+            f"first check in a new process, {names[cost]}, beyond compiling the cost itself "
+            f"({cold['first_cost_compile']:.2f} s): cold cache {cold['first']:.2f} s, warm "
+            f"cache {warm['first']:.2f} s; a second cost with the same argument types "
+            f"{cold['second']:.3f} s; a check with nothing to compile {warm['again']:.3f} s"
+        )
     return lines
 
 

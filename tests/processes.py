@@ -15,15 +15,17 @@ TESTS_DIR = Path(__file__).resolve().parent
 SOURCE_DIR = Path(fastgc.__file__).resolve().parent.parent
 
 
-def run_python(code: str, *argv: str, prelude: str = "", env: dict | None = None) -> dict:
-    """Run ``prelude + code`` in a fresh interpreter; return the JSON it prints last."""
+def run_python(code: str, *argv: str, prelude: str = "", env: dict | None = None,
+               cwd: str | Path | None = None) -> dict:
+    """Run ``prelude + code`` in a fresh interpreter (in ``cwd``); return the JSON it prints
+    last."""
     paths = [str(SOURCE_DIR), str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     environment.pop("FASTGC_ENGINE", None)
     environment.update(env or {})
     completed = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(prelude) + textwrap.dedent(code), *argv],
-        capture_output=True, text=True, env=environment, timeout=120,
+        capture_output=True, text=True, env=environment, timeout=120, cwd=cwd,
     )
     assert completed.returncode == 0, completed.stderr
     return json.loads(completed.stdout.splitlines()[-1])

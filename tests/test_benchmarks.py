@@ -208,3 +208,15 @@ def test_the_plans_benchmark_runs_at_its_smallest_size(suite):
     bench.setup("screen", 263_168)
     assert bench.track_localised("screen", 263_168) == 1.0
     assert bench.track_evaluations("screen", 263_168) < 1000
+
+
+def test_the_first_check_benchmark_measures_new_processes(suite, tmp_path):
+    first_check = importlib.import_module("benchmarks._first_check")
+    cold = first_check.measure("readme", str(tmp_path))
+    warm = first_check.measure("readme", str(tmp_path))  # the same cache directory, now filled
+    keys = {"first", "second", "again", "first_cost_compile", "second_cost_compile"}
+    assert set(cold) == set(warm) == keys
+    assert any(tmp_path.rglob("*.nbi"))  # fastgc's kernels went to NUMBA_CACHE_DIR
+    bench = suite["bench_first_check"].TrackFirstCheck()
+    assert bench.track_first_check_seconds({("readme", "warm"): warm}, "readme", "warm",
+                                           "second") == warm["second"]

@@ -153,7 +153,7 @@ def numpy_grads(
 def _numba_functions():
     import numba
 
-    @numba.njit(nogil=True)
+    @numba.njit(nogil=True, cache=True)
     def cost(theta, widths, X, labels):
         m = X.shape[1]
         n_layers = widths.shape[0] - 1
@@ -190,7 +190,7 @@ def _numba_functions():
             total += np.log(s) + top - A[int(labels[e]), e]
         return total / m
 
-    @numba.njit(nogil=True)
+    @numba.njit(nogil=True)  # takes the cost as an argument: nothing to cache
     def repeat_cost(cost, theta, args, count):
         """``count`` evaluations of ``cost`` from compiled code, as fastgc's kernel makes them
         (one entry of theta nudged and restored around each); the sum of the values."""
@@ -206,7 +206,7 @@ def _numba_functions():
 
     signature = numba.float64(numba.types.CPointer(numba.float64), numba.intp, numba.types.voidptr)
 
-    @numba.cfunc(signature, nogil=True)
+    @numba.cfunc(signature, nogil=True, cache=True)
     def c_cost(theta_pointer, n, data):
         header = numba.carray(data, 2, dtype=np.float64)
         n_widths, m = int(header[0]), int(header[1])
@@ -297,7 +297,7 @@ def trivial_cost():
     """An njit cost that reads one entry: ``0.5 * theta[0] + 1.0`` (the per-index overhead)."""
     import numba
 
-    @numba.njit(nogil=True)
+    @numba.njit(nogil=True, cache=True)
     def cost(theta):
         return 0.5 * theta[0] + 1.0
 

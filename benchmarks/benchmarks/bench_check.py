@@ -16,6 +16,9 @@ def _skip_if_too_slow(engine, size, n_threads):
         raise NotImplementedError("the python engine is serial")
     if engine == "python" and size > 2_000:
         raise NotImplementedError("a full Python-engine check takes minutes at this size")
+    if size > 2_000 and (engine, n_threads) != ("numba", 2):
+        raise NotImplementedError("at 20k parameters only numba on 2 threads is timed here, to "
+                                  "keep `asv run --quick` short (compare.py times the rest)")
 
 
 class TimeCheck:

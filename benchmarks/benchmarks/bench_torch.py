@@ -38,6 +38,9 @@ class TimeTorchCheckModule:
         torch, compare, mlp = _module(size)
         if evaluations == "side by side" and n_threads == 1:
             raise NotImplementedError("one thread: the same as serial")
+        if size > 100 and (n_threads, evaluations) != (2, "side by side"):
+            raise NotImplementedError("at 2,000 parameters only the fastest way is timed, to "
+                                      "keep `asv run --quick` short (compare.py times the rest)")
         torch.set_num_threads(n_threads)
         self.run = compare.fastgc_torch_module(
             mlp, n_threads=n_threads if evaluations == "side by side" else None)

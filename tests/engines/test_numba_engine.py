@@ -155,3 +155,206 @@ def test_numba_engine_degrades_to_serial_under_the_workqueue_layer():
     assert outcome["verdicts"] == ["correct", "bug", "correct"] + ["correct", "bug"] * 3
     assert outcome["worst"] == [7]
     assert outcome["same_approx"] and outcome["untouched"]
+
+
+def _kernel_signatures() -> int:
+    from fastgc.engines import _numba_kernels
+
+    return len(_numba_kernels.central_differences_at.signatures)
+
+
+def test_a_second_cost_with_the_same_argument_types_compiles_no_kernel():
+    require_engine("numba")
+    import numba
+
+    rng = np.random.default_rng(5)
+    theta, a = rng.standard_normal(12), rng.standard_normal(12).astype(np.float32)
+
+    @numba.njit
+    def first(theta, a, scale):
+        return scale * np.sum(a * np.sin(theta))
+
+    @numba.njit
+    def second(theta, a, scale):
+        return scale * np.sum(a * np.cos(theta))
+
+    args = (a, 3)  # a float32 array and an integer: argument types no other test uses
+    right = fastgc.check(first, theta, 3 * a * np.cos(theta), args=args, engine="numba",
+                         n_threads=TWO_THREADS, progress=False)
+    compiled = _kernel_signatures()
+    other = fastgc.check(second, theta, -3 * a * np.sin(theta), args=args, engine="numba",
+                         n_threads=TWO_THREADS, progress=False)
+    assert right.verdict == other.verdict == "correct"
+    assert _kernel_signatures() == compiled  # the kernel compiled for `first` serves `second`
+    assert other.compile_seconds < right.compile_seconds  # only `second` itself compiled
+    assert len(first.signatures) == len(second.signatures) == 1
+
+
+def test_a_cost_with_an_explicit_signature_runs_in_a_kernel_specialised_on_it():
+    require_engine("numba")
+    import numba
+
+    from fastgc.engines._numba_kernels import specialised_kernels
+
+    def sine(theta, a):
+        return np.sum(a * np.sin(theta))
+
+    # Compiled for non-contiguous arrays only: there is no specialisation for the kernel's
+    # contiguous rows to pass through a function pointer, so Numba converts at each call.
+    explicit = numba.njit("float64(float64[:], float64[:])")(sine)
+    rng = np.random.default_rng(6)
+    theta, a = rng.standard_normal(9), rng.standard_normal(9)
+    before = len(specialised_kernels()[0].signatures)
+    result = fastgc.check(explicit, theta, a * np.cos(theta), args=(a,), engine="numba",
+                          n_threads=TWO_THREADS, progress=False)
+    reference = fastgc.check(numba.njit(sine), theta, a * np.cos(theta), args=(a,),
+                             engine="numba", n_threads=TWO_THREADS, progress=False)
+    assert result.verdict == "correct"
+    assert len(specialised_kernels()[0].signatures) == before + 1
+    np.testing.assert_array_equal(result.approx, reference.approx)
+
+
+def test_compiling_the_kernels_warns_of_nothing():
+    require_engine("numba")
+    import warnings
+
+    import numba
+
+    @numba.njit
+    def cost(theta, a, flag):
+        return np.sum(a * theta * theta) if flag else 0.0
+
+    theta, a = np.linspace(-1.0, 1.0, 6), np.arange(6.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fastgc.check(cost, theta, 2 * a * theta, args=(a, True), engine="numba",
+                              progress=False)  # a bool argument: a new kernel specialisation
+    assert result.verdict == "correct" and result.compile_seconds > 0.0
+    assert [str(w.message) for w in caught] == []
+
+
+CACHE_SCRIPT = """
+import json
+import numba
+import numpy as np
+import fastgc
+from fastgc.engines import _numba_kernels
+
+@numba.njit
+def cost(theta, a):
+    return np.sum(a * np.sin(theta))
+
+rng = np.random.default_rng(0)
+theta, a = rng.standard_normal(30), rng.standard_normal(30)
+result = fastgc.check(cost, theta, a * np.cos(theta), args=(a,), engine="numba", n_threads=2,
+                      progress=False)
+# What a check runs, and the loop inside it (compiled with it when not loaded from the cache).
+kernels = (_numba_kernels.central_differences_at, _numba_kernels.block_norms)
+everything = kernels + (_numba_kernels.central_differences,)
+print(json.dumps({
+    "verdict": str(result.verdict),
+    "approx": result.approx.tolist(),
+    "hits": sum(sum(k.stats.cache_hits.values()) for k in kernels),
+    "misses": sum(sum(k.stats.cache_misses.values()) for k in everything),
+    "cached": [type(k._cache).__name__ for k in everything],
+}))
+"""
+
+
+def test_a_new_process_with_a_warm_cache_compiles_nothing_of_fastgcs(tmp_path):
+    require_engine("numba")
+    from processes import run_python
+
+    environment = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    cold = run_python(CACHE_SCRIPT, env=environment)
+    warm = run_python(CACHE_SCRIPT, env=environment)
+    assert cold["verdict"] == warm["verdict"] == "correct"
+    assert cold["misses"] == 3 and cold["hits"] == 0  # compiled, and saved in NUMBA_CACHE_DIR
+    assert warm["misses"] == 0 and warm["hits"] == 2  # loaded from the disk, nothing compiled
+    assert warm["approx"] == cold["approx"]
+    assert any((tmp_path / "cache").rglob("*.nbi"))
+
+
+def test_a_check_writes_nothing_into_the_working_directory(tmp_path):
+    require_engine("numba")
+    from processes import run_python
+
+    work_dir = tmp_path / "cwd"
+    work_dir.mkdir()
+    environment = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    assert run_python(CACHE_SCRIPT, env=environment, cwd=work_dir)["verdict"] == "correct"
+    outcome = run_python(CACHE_SCRIPT, env={"NUMBA_CACHE_DIR": ""}, cwd=work_dir)
+    assert outcome["verdict"] == "correct"
+    assert list(work_dir.iterdir()) == []
+
+
+def test_without_a_writable_place_for_a_cache_the_kernels_compile_in_memory(tmp_path):
+    require_engine("numba")
+    import shutil
+
+    from processes import run_python
+
+    # A copy of the package where Numba finds no place to write: the cache directory it is
+    # given, the __pycache__ beside the kernels and the user's cache directory are all paths
+    # through a regular file (which not even root can create directories under).
+    package = tmp_path / "site"
+    shutil.copytree(Path(fastgc.__file__).resolve().parent, package / "fastgc",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (package / "fastgc" / "engines" / "__pycache__").write_text("")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    environment = {"NUMBA_CACHE_DIR": str(blocker / "cache"), "XDG_CACHE_HOME": str(blocker),
+                   "HOME": str(blocker)}
+    prelude = f"import sys\nsys.path.insert(0, {str(package)!r})\n"
+    outcome = run_python(CACHE_SCRIPT, prelude=prelude, env=environment)
+    reference = run_python(CACHE_SCRIPT, env={"NUMBA_CACHE_DIR": str(tmp_path / "cache")})
+    assert outcome["verdict"] == "correct"
+    assert outcome["cached"] == ["NullCache"] * 3
+    assert outcome["approx"] == reference["approx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "cache", "site"]
+
+
+USER_COST_MODULE = """
+import numba
+import numpy as np
+
+@numba.njit(cache=True)
+def cost(theta, a):
+    return np.sum(a * np.sin(theta)) + 0.5 * np.sum(theta) ** 2
+"""
+
+USER_CACHE_SCRIPT = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import fastgc
+from fastgc.engines import _numba_kernels
+from usercost import cost
+
+rng = np.random.default_rng(2)
+theta, a = rng.standard_normal(20), rng.standard_normal(20)
+result = fastgc.check(cost, theta, a * np.cos(theta) + theta.sum(), args=(a,), engine="numba",
+                      n_threads=2, progress=False)
+print(json.dumps({
+    "verdict": str(result.verdict),
+    "approx": result.approx.tolist(),
+    "cost_hits": sum(cost.stats.cache_hits.values()),
+    "kernel_misses": sum(sum(k.stats.cache_misses.values()) for k in (
+        _numba_kernels.central_differences_at, _numba_kernels.central_differences,
+        _numba_kernels.block_norms)),
+}))
+"""
+
+
+def test_a_cost_cached_by_its_author_is_loaded_from_the_cache_too(tmp_path):
+    require_engine("numba")
+    from processes import run_python
+
+    (tmp_path / "usercost.py").write_text(USER_COST_MODULE)
+    environment = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    cold = run_python(USER_CACHE_SCRIPT, str(tmp_path), env=environment)
+    warm = run_python(USER_CACHE_SCRIPT, str(tmp_path), env=environment)
+    assert cold["verdict"] == warm["verdict"] == "correct"
+    assert cold["cost_hits"] == 0 and warm["cost_hits"] == 1
+    assert warm["kernel_misses"] == 0
+    assert warm["approx"] == cold["approx"]

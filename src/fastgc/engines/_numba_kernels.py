@@ -7,15 +7,45 @@ operations, so the engines agree to the bit. This module imports Numba and is it
 lazily.
 """
 
+import functools
+import types
+
 import numba
 import numpy as np
+from numba.core import cgutils
+from numba.extending import intrinsic
 
-# Compiled on first use, never at import; a new cost compiles a new specialisation.
-_JIT_OPTIONS = {"nogil": True, "cache": False}
+# Compiled on first use, never at import. The kernels call no user code by name: the cost
+# reaches them as an argument, a first-class function typed by its signature only (the
+# ``*_at`` entries build it from the address of the compiled cost), so one compilation per
+# argument types serves every cost and can be kept in Numba's on-disk cache (NUMBA_CACHE_DIR,
+# else beside this file, else the user's cache directory).
+_JIT_OPTIONS = {"nogil": True}
 
 
-@numba.njit(parallel=True, **_JIT_OPTIONS)
-def central_differences(cost, args, work, indices, steps, approx, failed):  # pragma: no cover
+def _compiled_once(**options):
+    """``numba.njit(cache=True, **options)``, or without the cache when Numba finds no
+    writable place for one (a read-only install and cache directory): compiled in memory."""
+
+    def decorate(function):
+        try:
+            return numba.njit(cache=True, **_JIT_OPTIONS, **options)(function)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return numba.njit(cache=False, **_JIT_OPTIONS, **options)(function)
+
+    return decorate
+
+
+def _renamed(function, name):
+    """A copy of ``function`` called ``name``."""
+    copy = types.FunctionType(function.__code__, function.__globals__, name,
+                              function.__defaults__, function.__closure__)
+    copy.__qualname__ = copy.__name__ = name
+    copy.__doc__ = function.__doc__
+    return copy
+
+
+def _central_differences(cost, args, work, indices, steps, approx, failed):  # pragma: no cover
     """Two-sided differences of ``cost`` along the coordinates ``indices``.
 
     Mirrors ``fastgc._core.central_differences_c`` and
@@ -23,8 +53,9 @@ def central_differences(cost, args, work, indices, steps, approx, failed):  # pr
 
     Parameters
     ----------
-    cost : numba dispatcher
-        ``cost(theta, *args) -> float``.
+    cost : numba dispatcher or first-class function
+        ``cost(theta, *args) -> float``; the engine passes it typed by its signature, so
+        that the kernel is compiled once for every cost with these argument types.
     args : tuple
         Extra arguments of ``cost``.
     work : ndarray, shape (n_chunks, n)
@@ -63,7 +94,53 @@ def central_differences(cost, args, work, indices, steps, approx, failed):  # pr
             approx[k] = (np.float64(cost_plus) - np.float64(cost_minus)) / represented_step
 
 
-@numba.njit(**_JIT_OPTIONS)
+# The loop is written once; the body stays inside the prange (a call there costs Numba a third
+# more compilation). The serial copy carries its own name so that the two keep apart in the
+# on-disk cache, whose entries are named after the function.
+central_differences = _compiled_once(parallel=True)(_central_differences)
+central_differences_serial = _compiled_once(parallel=False)(
+    _renamed(_central_differences, "central_differences_serial")
+)
+"""The same loop without threads, for calls from inside a foreign thread pool where Numba's
+workqueue layer cannot nest parallel regions."""
+
+
+@intrinsic
+def _function_at(typingctx, address, function_type):  # pragma: no cover
+    """The first-class function of type ``function_type`` (a type reference) whose compiled
+    code is at ``address``: Numba's own calling convention, so that what the cost raises
+    propagates as it would from a direct call."""
+    function = function_type.instance_type
+
+    def codegen(context, builder, signature, arguments):
+        pointer = context.get_value_type(numba.types.voidptr)
+        value = cgutils.create_struct_proxy(function)(context, builder)
+        value.jit_addr = builder.inttoptr(arguments[0], pointer)
+        value.c_addr = cgutils.get_null_value(pointer)
+        value.py_addr = cgutils.get_null_value(pointer)
+        return value._getvalue()
+
+    return function(address, function_type), codegen
+
+
+@_compiled_once()
+def central_differences_at(address, cost_type, args, work, indices, steps, approx,
+                           failed):  # pragma: no cover
+    """:func:`central_differences` of the cost compiled at ``address``, of first-class type
+    ``cost_type``: compiled once per argument types for every cost."""
+    central_differences(_function_at(address, cost_type), args, work, indices, steps, approx,
+                        failed)
+
+
+@_compiled_once()
+def central_differences_serial_at(address, cost_type, args, work, indices, steps, approx,
+                                  failed):  # pragma: no cover
+    """:func:`central_differences_serial` of the cost compiled at ``address``."""
+    central_differences_serial(_function_at(address, cost_type), args, work, indices, steps,
+                               approx, failed)
+
+
+@_compiled_once()
 def block_norms(approx, dtheta, offsets, norms):  # pragma: no cover
     """Sums of squares of ``approx - dtheta``, ``approx`` and ``dtheta`` per block.
 
@@ -87,13 +164,6 @@ def block_norms(approx, dtheta, offsets, norms):  # pragma: no cover
         norms[block, 2] = sum_dtheta
 
 
-# The same loop without threads, for calls from inside a foreign thread pool where Numba's
-# workqueue layer cannot nest parallel regions.
-central_differences_serial = numba.njit(parallel=False, **_JIT_OPTIONS)(
-    central_differences.py_func
-)
-
-
 # The counter-based generator of the directional kernels; the constants are those of
 # ``fastgc.engines._reference`` (SplitMix64's increment and mixer), typed so that Numba keeps
 # every operation in wrapping uint64 arithmetic.
@@ -110,7 +180,7 @@ _GAUSSIAN = 1
 _RELATIVE = 2
 
 
-@numba.njit(**_JIT_OPTIONS)
+@_compiled_once()
 def direction_entry(seed, i, kind):  # pragma: no cover
     """Entry ``i`` of the direction ``seed``: +/-1, or Gaussian-like when ``kind & 1``.
 
@@ -127,7 +197,7 @@ def direction_entry(seed, i, kind):  # pragma: no cover
     return 1.0 if (z >> _SHIFTS[6]) != np.uint64(0) else -1.0
 
 
-@numba.njit(**_JIT_OPTIONS)
+@_compiled_once()
 def _move(step, seed, i, kind, value):  # pragma: no cover
     """How far entry i moves: step x v_i (x max(1, |theta_i|) for a relative step)."""
     move = step * direction_entry(seed, i, kind)
@@ -136,8 +206,7 @@ def _move(step, seed, i, kind, value):  # pragma: no cover
     return move
 
 
-@numba.njit(parallel=True, **_JIT_OPTIONS)
-def directional_differences(cost, args, work, theta, dtheta, lo, hi, seeds, kinds, steps, out,
+def _directional_differences(cost, args, work, theta, dtheta, lo, hi, seeds, kinds, steps, out,
                             failed):  # pragma: no cover
     """Two-sided differences of ``cost`` along seeded random directions within index ranges.
 
@@ -151,8 +220,8 @@ def directional_differences(cost, args, work, theta, dtheta, lo, hi, seeds, kind
 
     Parameters
     ----------
-    cost : numba dispatcher
-        ``cost(theta, *args) -> float``.
+    cost : numba dispatcher or first-class function
+        ``cost(theta, *args) -> float`` (passed as :func:`_central_differences` takes it).
     args : tuple
         Extra arguments of ``cost``.
     work : ndarray, shape (n_chunks, n)
@@ -213,6 +282,43 @@ def directional_differences(cost, args, work, theta, dtheta, lo, hi, seeds, kind
             out[t, 2] = step_squares
 
 
-directional_differences_serial = numba.njit(parallel=False, **_JIT_OPTIONS)(
-    directional_differences.py_func
+directional_differences = _compiled_once(parallel=True)(_directional_differences)
+directional_differences_serial = _compiled_once(parallel=False)(
+    _renamed(_directional_differences, "directional_differences_serial")
 )
+
+
+@_compiled_once()
+def directional_differences_at(address, cost_type, args, work, theta, dtheta, lo, hi, seeds,
+                               kinds, steps, out, failed):  # pragma: no cover
+    """:func:`directional_differences` of the cost compiled at ``address``, of first-class
+    type ``cost_type``: compiled once per argument types for every cost."""
+    directional_differences(_function_at(address, cost_type), args, work, theta, dtheta, lo, hi,
+                            seeds, kinds, steps, out, failed)
+
+
+@_compiled_once()
+def directional_differences_serial_at(address, cost_type, args, work, theta, dtheta, lo, hi,
+                                      seeds, kinds, steps, out, failed):  # pragma: no cover
+    """:func:`directional_differences_serial` of the cost compiled at ``address``."""
+    directional_differences_serial(_function_at(address, cost_type), args, work, theta, dtheta,
+                                   lo, hi, seeds, kinds, steps, out, failed)
+
+
+@functools.lru_cache(maxsize=None)
+def specialised_kernels():
+    """``(central_differences, central_differences_serial)`` compiled anew for each cost,
+    in memory (nothing specialised on one cost reaches the on-disk cache): the way to run a
+    cost that Numba cannot pass as a first-class function."""
+    return tuple(numba.njit(cache=False, parallel=parallel, **_JIT_OPTIONS)(_central_differences)
+                 for parallel in (True, False))
+
+
+@functools.lru_cache(maxsize=None)
+def specialised_directional_kernels():
+    """``(directional_differences, directional_differences_serial)`` compiled anew for each
+    cost, in memory, for a cost that Numba cannot pass as a first-class function."""
+    return tuple(
+        numba.njit(cache=False, parallel=parallel, **_JIT_OPTIONS)(_directional_differences)
+        for parallel in (True, False)
+    )
