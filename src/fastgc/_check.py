@@ -26,7 +26,7 @@ from ._validation import (
 )
 from .diagnosis import Evidence, Prober, diagnose, lecture_difference, signature_crossing
 from .engines import resolve_engine
-from .executors import LocalExecutor
+from .executors import placement_hints, placement_of, resolve_executor
 
 
 def check(
@@ -42,6 +42,8 @@ def check(
     progress: bool | None = None,
     signature: Callable[..., Any] | None = None,
     reseed: Callable[[], Any] | None = None,
+    executor: Any = None,
+    n_workers: int | None = None,
 ) -> CheckResult:
     """Check analytic gradients against two-sided finite differences of the cost.
 
@@ -89,7 +91,19 @@ def check(
         (for example the ReLU masks); used to recognise kinks exactly.
     reseed : callable, optional
         Called before every evaluation of the cost, for stochastic costs (dropout): reset the
-        random generator there. Runs the serial Python engine.
+        random generator there. Runs the serial Python engine (in each worker, with an
+        executor other than local).
+    executor : {"local", "processes"}, concurrent.futures.Executor or dask Client, optional
+        Where the finite differences run. None or "local": this process, on ``n_threads``
+        threads. "processes": ``n_workers`` worker processes of this machine (a Python cost
+        then uses every core). A ``concurrent.futures.Executor``: its workers, with the
+        payload sent along with every task. A ``dask.distributed.Client``: the workers of its
+        cluster (``pip install "fastgc[dask]"``). Workers receive the cost, args and theta
+        once, must compute the caller's J(theta) exactly, and return only numbers: the
+        result is bitwise the local one. With workers, ``n_threads`` is per worker (default
+        1 for a Python cost).
+    n_workers : int, optional
+        The worker processes of ``executor="processes"`` (default: one per usable core).
 
     Returns
     -------
@@ -101,6 +115,9 @@ def check(
     ------
     InvalidInputError, InvalidDtypeError
         Malformed params, grads or options; the message names the parameter and index.
+    ExecutorError
+        The cost, args or ``reseed`` cannot be pickled for the workers, a worker computes
+        another J(theta), or the workers were lost.
     CostError
         The cost raised, or returned a non-finite or non-scalar value (the index is named).
     EngineError
@@ -138,16 +155,21 @@ def check(
     dtheta, ignored_gradients = analytic_gradients(grads, theta, layout, args)
     # A Python cost may keep state between calls (a layer caching its activations), so it
     # runs on several threads only when a count was asked for.
+    requested_threads = n_threads
     n_threads = resolve_n_threads(n_threads, unset=1 if cost_.may_keep_state else None)
     engine_ = resolve_engine(engine, cost_)
     steps = choose_steps(theta, eps)
     baseline = measure_baseline(cost_, theta)
 
-    executor = LocalExecutor(engine_, cost_, theta, n_threads)
+    executor_ = resolve_executor(executor, n_workers, engine_, cost_, theta, n_threads,
+                                 requested_threads, steps, baseline.value)
     approx = np.empty(layout.size, dtype=np.float64)
-    with executor.open() as session:
+    swept = time.perf_counter()
+    with executor_.open() as session:
         session.sweep(steps, approx, baseline.seconds, progress)
     compile_seconds = baseline.compile_seconds + session.compile_seconds
+    placement = placement_of(executor_)
+    hints = placement_hints(cost_, placement, time.perf_counter() - swept - compile_seconds)
 
     norms = engine_.block_norms(approx, dtheta, layout.offsets)
     crossed = None
@@ -168,7 +190,10 @@ def check(
         step_description=steps.description,
         noise_floor=diagnosis.noise_floor,
         engine=engine_.name,
-        n_threads=executor.n_chunks,
+        n_threads=placement.threads_per_worker,
+        executor=placement.executor,
+        n_workers=placement.n_workers,
+        hints=hints,
         seconds=time.perf_counter() - started - compile_seconds,
         compile_seconds=compile_seconds,
         n_evaluations=2 * layout.size + 2 + prober.evaluations,
