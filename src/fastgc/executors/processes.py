@@ -12,13 +12,14 @@ Any other ``concurrent.futures.Executor`` (a ``ProcessPoolExecutor`` you made, a
 ``ThreadPoolExecutor``, an MPI or loky executor) is accepted as it is. It has no hook that runs
 once per worker, so the payload travels with every task (each worker loads it once and keeps
 it) and the indices are cut into fewer, larger tasks (:data:`TASKS_PER_WORKER_PLAIN` per
-worker). fastgc cannot replace a pool it does not own: if one of its workers dies, the check
+worker, each up to :data:`PLAIN_TASK_SECONDS` long). fastgc cannot replace a pool it does not own: if one of its workers dies, the check
 fails with an error that names the chunks that were lost.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing
 from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -29,7 +30,7 @@ import numpy as np
 from .._errors import ExecutorError
 from .._validation import where_in_params
 from . import _worker
-from ._remote import LostWorker, RemoteExecutor, Task
+from ._remote import TASK_SECONDS, LostWorker, RemoteExecutor, Task
 
 if TYPE_CHECKING:
     from .._cost import Cost
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 MAX_RESTARTS = 2
 TASKS_PER_WORKER_PLAIN = 2
+PLAIN_TASK_SECONDS = 4 * TASK_SECONDS
 # Imported once by the fork server, so that each worker starts in milliseconds.
 _PRELOAD = ["numpy", "threadpoolctl", "fastgc", "fastgc.executors._worker",
             "fastgc.executors.local"]
@@ -145,8 +147,11 @@ class ExecutorAdapter(RemoteExecutor):
         return int(getattr(self.pool, "_max_workers", None) or 1)
 
     def task_size(self, n: int, seconds_per_cost: float) -> int:
-        # The payload goes with every task: as few tasks as keep every worker busy.
-        return max(1, -(-n // (TASKS_PER_WORKER_PLAIN * self.n_workers)))
+        # The payload goes with every task: as few tasks as keep every worker busy, each
+        # short enough that Ctrl-C frees the pool soon (a running task cannot be cancelled).
+        by_balance = -(-n // (TASKS_PER_WORKER_PLAIN * self.n_workers))
+        by_time = PLAIN_TASK_SECONDS / (2.0 * max(seconds_per_cost, 1e-8))
+        return int(max(1, min(by_balance, math.ceil(by_time))))
 
     @contextlib.contextmanager
     def _started(self, payload: bytes, token: str) -> Iterator[None]:
