@@ -31,6 +31,21 @@ def test_readme_examples_run_and_check_correct_gradients():
     assert suggestion.recommended in suggestion.table
 
 
+def test_readme_executor_examples_run_on_workers_and_match_the_local_check():
+    blocks = python_blocks()
+    (block,) = [block for block in blocks if 'executor="processes"' in block]
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md[quick start]", "exec"), namespace)
+    local = namespace["result"]
+    exec(compile(block, "README.md[executors]", "exec"), namespace)
+    result = namespace["result"]
+    assert result.executor == "dask" and result.n_workers == 2
+    assert result.approx.tobytes() == local.approx.tobytes()
+    assert (namespace["pool"]._shutdown_thread, result.verdict) == (True, "correct")
+    commands = "\n".join(bash_commands())
+    assert "dask scheduler" in commands and "dask worker tcp://" in commands
+
+
 def test_readme_commands_are_the_ones_ci_runs():
     text = README.read_text()
     ci = (README.parent / ".ci" / "run").read_text()

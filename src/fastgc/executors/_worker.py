@@ -143,13 +143,14 @@ def run_chunk(token: str, payload: bytes | None, indices: Any, steps: Any) -> Ch
 
 def start_pool_worker(token: str, payload: bytes, blas_threads: int) -> None:
     """Initializer of fastgc's own process pool: ignore Ctrl-C (the caller handles it and
-    cancels the work), cap BLAS at the worker's share of the cores, install the payload."""
+    cancels the work), cap BLAS and OpenMP at the worker's share of the cores (the worker's
+    own thread count, so a compiled cost keeps its threads), install the payload."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(limits=blas_threads, user_api="blas")
+    threadpool_limits(limits=blas_threads)
     try:
         install(token, payload)
     except Exception as error:  # reported by the first chunk, with its message
