@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -37,7 +38,12 @@ def test_readme_executor_examples_run_on_workers_and_match_the_local_check():
     namespace: dict = {}
     exec(compile(blocks[0], "README.md[quick start]", "exec"), namespace)
     local = namespace["result"]
-    exec(compile(block, "README.md[executors]", "exec"), namespace)
+    saved = dict(os.environ)  # Dask's nannies set OMP_NUM_THREADS=1 here when they spawn
+    try:
+        exec(compile(block, "README.md[executors]", "exec"), namespace)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     result = namespace["result"]
     assert result.executor == "dask" and result.n_workers == 2
     assert result.approx.tobytes() == local.approx.tobytes()

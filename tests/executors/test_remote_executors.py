@@ -10,6 +10,7 @@ Every test runs once per kind of remote executor: fastgc's own pool (``"processe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -33,13 +34,33 @@ import distributed  # in the test extra
 KINDS = ["processes", "pool", "dask"]
 
 
+@contextlib.contextmanager
+def environment_kept():
+    """Dask's nannies set OMP_NUM_THREADS=1 (and the BLAS counts) in this process's
+    environment when they spawn a worker, which would cap the thread count of every later
+    check here: put the environment back."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _keep_environment():
+    with environment_kept():
+        yield
+
+
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(
+    with environment_kept(), distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
         silence_logs=50,
     ) as local_cluster:
-        yield local_cluster
+        with environment_kept():
+            yield local_cluster
 
 
 @pytest.fixture(scope="module")
