@@ -201,3 +201,17 @@ def test_the_torch_benchmarks_run(suite):
     bench.time_check_module(100, 2, "side by side")
     with pytest.raises(NotImplementedError):
         bench.setup(100, 1, "side by side")
+
+
+def test_the_executor_benchmarks_run(suite):
+    bench = suite["bench_executors"]
+    overhead = bench.TrackTaskOverhead()
+    overhead.setup("processes-2")
+    try:
+        assert 0.0 <= overhead.track_task_overhead("processes-2") < 1e3
+    finally:
+        overhead.teardown("processes-2")
+    sample = bench.TimeExecutorSample()
+    sample.setup("processes-2", 2_000)
+    sample.time_sample("processes-2", 2_000)
+    sample.teardown("processes-2", 2_000)
