@@ -280,6 +280,32 @@ def test_worker_computing_another_cost_is_refused(remote):
     assert_untouched(params, grads, before)
 
 
+def raising_cost(params, X, Y, original):
+    """The MLP cost, raising while W1[0, 3] is moved (in whichever process runs it)."""
+    if params["W1"][0, 3] != original:
+        raise FloatingPointError("planted")
+    return models.cost(params, X, Y)
+
+
+def test_a_cost_raising_in_a_worker_names_the_component(remote):
+    params, X, Y = models.make_mlp(0)
+    grads = models.grads(params, X, Y)
+    before = (snapshot(params), snapshot(grads))
+    with pytest.raises(fastgc.CostError, match=r"FloatingPointError: planted.*theta\[3\]") as info:
+        check(raising_cost, params, grads, args=(X, Y, float(params["W1"][0, 3])), **remote)
+    assert info.value.flat_index == 3 and info.value.location == ("W1", (0, 3))
+    assert_untouched(params, grads, before)
+
+
+def test_the_payload_leaves_the_dask_workers_after_a_check(client):
+    from fastgc.executors import _worker
+
+    params, X, Y = models.make_mlp(0)
+    check(models.cost, params, models.grads(params, X, Y), args=(X, Y), executor=client)
+    held = client.run(lambda: len(_worker._INSTALLED))
+    assert len(held) == 2 and set(held.values()) == {0}
+
+
 def test_options_of_executors_are_checked():
     params, X, Y = models.make_mlp(0)
     grads = models.grads(params, X, Y)
