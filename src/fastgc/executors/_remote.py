@@ -84,7 +84,8 @@ class RemoteExecutor:
         self.caller_value = caller_value
         self.n_threads = n_threads
         self.n_chunks = 1  # threads per worker, known once workers report
-        self.workers: set[str] = set()
+        self.workers: set[str] = set()  # the workers whose numbers were used
+        self.token, self.payload = "", b""  # set when the session opens
 
     # The backend's part ------------------------------------------------------------------
     @property

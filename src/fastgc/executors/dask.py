@@ -19,7 +19,7 @@ import numpy as np
 from .._errors import ExecutorError
 from .._optional import import_optional
 from . import _worker
-from ._remote import RemoteExecutor, Task
+from ._remote import Placement, RemoteExecutor, Task
 
 if TYPE_CHECKING:
     from .._cost import Cost
@@ -63,9 +63,8 @@ class DaskExecutor(RemoteExecutor):
         return sum(self._threads.values())
 
     @property
-    def placement(self):  # type: ignore[override]
-        from ._remote import Placement
-
+    def placement(self) -> Placement:
+        # A worker runs as many one-thread tasks at once as it has threads.
         per_worker = max(self._threads.values()) * self.n_chunks
         return Placement(self.name, self.n_workers, per_worker)
 
