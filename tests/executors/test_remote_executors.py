@@ -192,6 +192,35 @@ def test_reseed_and_signature_hooks_work(remote):
     assert signed.verdict == "correct"
 
 
+class Stateful:
+    """A layer-like cost that keeps its activations between calls: refuses to be entered
+    from two threads at once."""
+
+    def __init__(self, X, Y):
+        self.X, self.Y, self.busy = X, Y, False
+
+    def __call__(self, params):
+        if self.busy:
+            raise RuntimeError("called from two threads at once")
+        self.busy = True
+        try:
+            threading.Event().wait(0.0005)
+            return models.cost(params, self.X, self.Y)
+        finally:
+            self.busy = False
+
+
+def test_the_threads_of_one_worker_take_turns_with_a_python_cost():
+    from concurrent.futures import ThreadPoolExecutor
+
+    params, X, Y = models.make_mlp(5)
+    grads = models.grads(params, X, Y)
+    local = check(Stateful(X, Y), params, grads)
+    with ThreadPoolExecutor(2) as threads:
+        result = check(Stateful(X, Y), params, grads, executor=threads)
+    assert bits(result.approx) == bits(local.approx) and result.executor == "ThreadPoolExecutor"
+
+
 # --------------------------------------------------------------------------------------------
 # A worker killed mid-check.
 

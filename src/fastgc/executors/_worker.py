@@ -9,12 +9,13 @@ Everything here is importable by name, so that the tasks pickle by reference.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import socket
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,9 @@ class WorkerState:
     value: float  # J(theta) in this worker
     compile_seconds: float
     reported_compile: bool = False
+    # A Python cost may keep state between calls: the chunks of one check in one process
+    # (the threads of a Dask worker, a thread pool) take turns with it.
+    turn: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,8 @@ def run_chunk(token: str, payload: bytes | None, indices: Any, steps: Any) -> Ch
         indices, steps = np.arange(start, stop, dtype=np.int64), state.steps(start, stop)
     approx = np.empty(indices.shape[0], dtype=np.float64)
     executor = LocalExecutor(state.engine, state.cost, state.theta, state.n_threads)
-    with executor.open() as session:
+    turn = state.turn if state.cost.may_keep_state else contextlib.nullcontext()
+    with turn, executor.open() as session:
         session.differences(indices, steps, approx)
     compile_seconds = 0.0
     if not state.reported_compile:  # once per worker: they compile side by side

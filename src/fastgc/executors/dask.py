@@ -4,8 +4,10 @@ The payload reaches every worker once through a worker plugin, registered for th
 removed after it; a worker that joins or restarts mid-check (after another was killed) gets it
 too, and Dask reschedules the tasks of a lost worker there, so the check completes with the
 same result. Before any task, every worker's J(theta) is compared with the caller's. Each task
-runs on one thread of its worker (Dask runs as many tasks at once as a worker has threads)
-unless ``n_threads`` is given. Ctrl-C cancels the outstanding tasks; the cluster stays up.
+runs on one thread of its worker unless ``n_threads`` is given; a worker runs as many tasks of
+a compiled cost at once as it has threads, and those of a Python cost one at a time (it may
+keep state, and the threads of one process share its GIL: start workers with one thread
+each, ``dask worker --nthreads 1``, and as many as there are cores). Ctrl-C cancels the outstanding tasks; the cluster stays up.
 dask is an optional extra: ``pip install "fastgc[dask]"``.
 """
 
@@ -52,7 +54,12 @@ class DaskExecutor(RemoteExecutor):
                 "the Dask cluster has no workers: start some (dask worker "
                 "tcp://scheduler:8786) or wait for them (client.wait_for_workers(n))"
             )
-        self._threads = {address: int(info.get("nthreads", 1)) for address, info in workers.items()}
+        # A worker runs a Python cost's chunks one at a time (the cost may keep state, and
+        # its threads would share one GIL); compiled chunks run on all its threads at once.
+        self._threads = {
+            address: 1 if cost.may_keep_state else int(info.get("nthreads", 1))
+            for address, info in workers.items()
+        }
 
     @property
     def n_workers(self) -> int:
