@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ..engines import Engine
 
 __all__ = [
-    "LocalExecutor", "LocalSession", "Placement", "placement_hints", "placement_of",
+    "executor_lines", "LocalExecutor", "LocalSession", "Placement", "placement_hints", "placement_of",
     "resolve_executor",
 ]
 
@@ -102,6 +102,23 @@ def placement_hints(cost: "Cost", placement: Placement, seconds: float) -> tuple
         f"this Python cost ran on one thread for {seconds:.1f} s; executor=\"processes\" "
         f"would likely be faster, running it in {cores} worker processes (one per core)",
     )
+
+
+def executor_lines() -> list[str]:
+    """Lines for ``show_config``: the executors this process can use."""
+    import importlib.util
+
+    from .processes import start_context
+
+    lines = [f"  executor processes: available (start method {start_context().get_start_method()})"]
+    if importlib.util.find_spec("distributed") is None:
+        lines.append('  executor dask: unavailable: pip install "fastgc[dask]"')
+    else:
+        lines.append("  executor dask: available (pass a dask.distributed.Client)")
+    pickler = "cloudpickle" if importlib.util.find_spec("cloudpickle") else (
+        "pickle (pip install cloudpickle to ship closures and notebook functions)")
+    lines.append(f"  costs sent to workers with {pickler}")
+    return lines
 
 
 def _count_workers(n_workers: object) -> int:
