@@ -10,7 +10,7 @@ Python engine in this process, by ``executor="processes"`` with 2 workers, and o
 of each executor and its share of a task at the default chunk size. Up to 20k parameters a
 row is a whole check; above, ``bench_executors.SAMPLE`` evenly spaced indices through the
 executor's session (startup and shipping included), since a whole one-core check takes
-minutes there.
+minutes there. BLAS runs on one thread in every process (this one and each worker).
 
 Methods (all with eps = 1e-7, central differences, every index covered):
 

@@ -53,9 +53,18 @@ def stop_executor(executor, cluster) -> None:
 def check_seconds(mlp, grads, executor, n_workers) -> float:
     """One whole check, in seconds."""
     started = time.perf_counter()
-    fastgc.check(_models.numpy_cost, mlp.theta, grads, args=mlp.args, engine="python",
-                 executor=executor, n_workers=n_workers, progress=False)
+    with one_blas_thread():
+        fastgc.check(_models.numpy_cost, mlp.theta, grads, args=mlp.args, engine="python",
+                     executor=executor, n_workers=n_workers, progress=False)
     return time.perf_counter() - started
+
+
+def one_blas_thread():
+    """BLAS on one thread in this process, as in every worker (fastgc's own cap theirs, Dask
+    starts its workers so): one process is then one core, and the rows compare cores."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def sample_seconds(mlp, executor, n_workers, indices: np.ndarray) -> float:
@@ -74,7 +83,7 @@ def sample_seconds(mlp, executor, n_workers, indices: np.ndarray) -> float:
     started = time.perf_counter()
     remote = resolve_executor(executor, n_workers, get_engine("python"), cost, theta, 1, None,
                               steps, baseline.value)
-    with remote.open() as session:
+    with one_blas_thread(), remote.open() as session:
         session._seconds_per_cost = baseline.seconds  # the chunk rule of a check
         session.differences(indices, steps.take(indices), approx)
     return time.perf_counter() - started
