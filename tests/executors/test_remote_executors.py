@@ -439,3 +439,31 @@ def test_ctrl_c_cancels_and_leaves_the_executor_usable(request, tmp_path, kind):
     report = json.loads(out.splitlines()[-1])
     assert "interrupted after" in report["message"] and "cancelled" in report["message"]
     assert report["verdict"] == "correct" and report["untouched"]
+
+
+NO_GUARD = """
+import numpy as np, fastgc
+rng = np.random.default_rng(0)
+X = rng.standard_normal((3, 5))
+params = {"W": rng.standard_normal((2, 3))}
+def cost(p):
+    return float(np.sum(np.tanh(p["W"] @ X) ** 2))
+def grads(p):
+    A = np.tanh(p["W"] @ X)
+    return {"W": (2 * A * (1 - A**2)) @ X.T}
+print("checking")
+result = fastgc.check(cost, params, grads(params), executor="processes", n_workers=2,
+                      progress=False)
+print(result.verdict, result.executor)
+"""
+
+
+def test_a_script_without_a_main_guard_runs_its_check_once(tmp_path):
+    """fastgc's workers do not run the caller's script again (spawn and forkserver would)."""
+    script = tmp_path / "course.py"
+    script.write_text(NO_GUARD)
+    environment = {**os.environ, "PYTHONPATH": str(SOURCE_DIR)}
+    completed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                               env=environment, timeout=120, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines() == ["checking", "correct processes"]

@@ -32,6 +32,11 @@ def _pickler_module() -> Any:
     return cloudpickle
 
 
+def ships_by_value() -> bool:
+    """Whether functions of the main script travel by value (cloudpickle), not by name."""
+    return _pickler_module() is not pickle
+
+
 def new_token() -> str:
     """A name for one check's payload on the workers."""
     return f"fastgc-{uuid.uuid4().hex[:16]}"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 import multiprocessing
+import sys
 from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
@@ -29,7 +30,7 @@ import numpy as np
 
 from .._errors import ExecutorError
 from .._validation import where_in_params
-from . import _worker
+from . import _shipping, _worker
 from ._remote import TASK_SECONDS, LostWorker, RemoteExecutor, Task
 
 if TYPE_CHECKING:
@@ -52,6 +53,32 @@ def start_context() -> multiprocessing.context.BaseContext:
         context.set_forkserver_preload(_PRELOAD)
         return context
     return multiprocessing.get_context("spawn")
+
+
+@contextlib.contextmanager
+def _main_module_hidden(hide: bool) -> Iterator[None]:
+    """While fastgc's own workers start, hide the main script from them.
+
+    A ``spawn`` or ``forkserver`` worker first runs the caller's main script again (as
+    ``__mp_main__``), so that functions defined there can be unpickled: a script without an
+    ``if __name__ == "__main__":`` guard would start another check inside every worker. The
+    payload does not need it when cloudpickle ships such functions by value, so the workers
+    are started without it then.
+    """
+    main = sys.modules.get("__main__")
+    if not hide or main is None:
+        yield
+        return
+    saved = {name: main.__dict__[name] for name in ("__file__", "__spec__")
+             if name in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
+        if "__spec__" not in saved:
+            del main.__spec__
 
 
 def _completed(futures: list) -> Iterable[Any]:
@@ -102,7 +129,10 @@ class ProcessExecutor(RemoteExecutor):
             self._pool = None
 
     def _submit(self, task: Task) -> Any:
-        return self._pool.submit(_worker.run_pool_chunk, self.token, task.indices, task.steps)
+        # The pool starts its processes as the first tasks are submitted.
+        with _main_module_hidden(_shipping.ships_by_value()):
+            return self._pool.submit(_worker.run_pool_chunk, self.token, task.indices,
+                                     task.steps)
 
     def _completed(self, futures: list) -> Iterable[Any]:
         return _completed(futures)
