@@ -570,10 +570,11 @@ def measure_executors(sizes):
         lines.append(f"n={mlp.n:,}: one NumPy cost evaluation {t_J * 1e6:.0f} us; processes "
                      f"(2) vs serial {seconds['local'] / seconds['processes-2']:.2f}x; Dask 2 "
                      f"vs 1 worker {seconds['dask-1'] / seconds['dask-2']:.2f}x")
-        # The chunk rule: about TASK_SECONDS per task, at least 4 tasks per worker slot.
-        chunk = int(max(1, min(TASK_SECONDS / (2 * t_J), mlp.n / (4 * 2))))
-        task = chunk * 2 * t_J
-        for name in ("processes-2", "dask-2"):
+        # The chunk rule: about TASK_SECONDS per task (twice that on Dask), at least 4 tasks
+        # per worker slot.
+        for name, target in (("processes-2", TASK_SECONDS), ("dask-2", 2 * TASK_SECONDS)):
+            chunk = int(max(1, min(target / (2 * t_J), mlp.n / (4 * 2))))
+            task = chunk * 2 * t_J
             overhead = seconds.get(name + " overhead")
             if overhead is not None:
                 lines.append(f"n={mlp.n:,}, default chunk {chunk} indices ({task:.2f} s per "

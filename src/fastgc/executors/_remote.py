@@ -9,8 +9,9 @@ from the caller's is an error before any of its numbers are used. Ctrl-C or an e
 the outstanding tasks; the caller's arrays are never written to by a worker.
 
 The chunk rule: a task lasts about :data:`TASK_SECONDS` (from the caller's timing of one
-evaluation), and there are at least :data:`TASKS_PER_WORKER` tasks per worker, so that the
-workers stay balanced and the bar moves.
+evaluation; twice that on Dask, whose tasks cost a few milliseconds each, several under
+load), and there are at least :data:`TASKS_PER_WORKER` tasks per worker, so that the workers
+stay balanced and the bar moves.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class RemoteExecutor:
 
     name = ""
     where = "the workers"  # for messages
+    task_seconds = TASK_SECONDS  # how long a task should last (the chunk rule)
 
     def __init__(
         self, engine: "Engine", cost: "Cost", theta: np.ndarray, steps: "StepRule",
@@ -137,7 +139,7 @@ class RemoteExecutor:
 
     def task_size(self, n: int, seconds_per_cost: float) -> int:
         """The chunk rule (see the module docstring)."""
-        by_time = TASK_SECONDS / (2.0 * max(seconds_per_cost, 1e-8))
+        by_time = self.task_seconds / (2.0 * max(seconds_per_cost, 1e-8))
         by_balance = n / (TASKS_PER_WORKER * max(self._slots(), 1))
         return int(max(1, min(MAX_ROUND, math.ceil(min(by_time, by_balance)))))
 

@@ -21,7 +21,7 @@ import numpy as np
 from .._errors import ExecutorError
 from .._optional import import_optional
 from . import _worker
-from ._remote import Placement, RemoteExecutor, Task
+from ._remote import TASK_SECONDS, Placement, RemoteExecutor, Task
 
 if TYPE_CHECKING:
     from .._cost import Cost
@@ -40,6 +40,7 @@ class DaskExecutor(RemoteExecutor):
 
     name = "dask"
     where = "the Dask cluster"
+    task_seconds = 2 * TASK_SECONDS  # a Dask task costs milliseconds: make them longer
 
     def __init__(
         self, engine: "Engine", cost: "Cost", theta: np.ndarray, steps: "StepRule",
