@@ -3,6 +3,16 @@
     python benchmarks/compare.py [--sizes 100,2000,20000,200000] [--threads 1,2] [--markdown]
                                  [--budget 15] [--fastgc-budget 200] [--sample-seconds 5]
     python benchmarks/compare.py --plans [--large]   # check plans: see benchmarks/plans.py
+    python benchmarks/compare.py --executors [--sizes 20000,200000]
+
+With ``--executors``, only the executor rows run: the NumPy MLP cost checked by the serial
+Python engine in this process, by ``executor="processes"`` with 2 workers, and on a Dask
+``LocalCluster`` of 1 and of 2 worker processes (one thread each), with the per-task overhead
+of each executor and its share of a task at the default chunk size. Up to 20k parameters a
+row is a whole check; above, ``bench_executors.SAMPLE`` evenly spaced indices through the
+executor's session (startup and shipping included), since a whole one-core check takes
+minutes there. BLAS runs on one thread in every process (this one and each worker); each row
+is the best of two runs.
 
 Methods (all with eps = 1e-7, central differences, every index covered):
 
@@ -547,6 +557,80 @@ def print_markdown(rows):
               f"{r.seconds / fastgc_seconds[key]:.2f} | {r.seconds / limits[key]:.2f} |")
 
 
+EXECUTOR_ROWS = {
+    "local": "serial Python engine, this process",
+    "processes-2": 'executor="processes", 2 workers',
+    "dask-1": "Dask LocalCluster, 1 worker",
+    "dask-2": "Dask LocalCluster, 2 workers",
+}
+FULL_CHECK_UP_TO = 20_000
+EXECUTOR_REPEATS = 2
+
+
+def measure_executors(sizes):
+    """Rows (name, n, seconds, sampled) and summary lines of the executor comparison."""
+    from benchmarks import bench_executors as bench
+    from fastgc.executors._remote import TASK_SECONDS
+
+    rows, lines = [], []
+    for size in sizes:
+        mlp = _models.make_mlp(size)
+        grads = _models.numpy_grads(mlp.theta, *mlp.args)
+        t_J = _models.python_seconds(_models.numpy_cost, mlp, seconds=0.2)
+        indices = np.linspace(0, mlp.n - 1, bench.SAMPLE).astype(np.int64)
+        seconds = {}
+        for name in EXECUTOR_ROWS:
+            executor, n_workers, cluster = bench.start_executor(name)
+            try:
+                # The best of EXECUTOR_REPEATS: on a shared machine a free core comes and goes.
+                if size <= FULL_CHECK_UP_TO:
+                    seconds[name] = min(bench.check_seconds(mlp, grads, executor, n_workers)
+                                        for _ in range(EXECUTOR_REPEATS))
+                else:
+                    seconds[name] = min(bench.sample_seconds(mlp, executor, n_workers, indices)
+                                        for _ in range(EXECUTOR_REPEATS))
+                if name != "local" and size == sizes[0]:
+                    overhead = bench.task_overhead_seconds(_models.make_mlp(2_000), executor,
+                                                           n_workers)
+                    lines.append(f"per-task overhead, {EXECUTOR_ROWS[name]}: "
+                                 f"{overhead * 1e3:.2f} ms")
+                    seconds[name + " overhead"] = overhead
+            finally:
+                bench.stop_executor(executor, cluster)
+            rows.append((EXECUTOR_ROWS[name], mlp.n, seconds[name], size > FULL_CHECK_UP_TO))
+        lines.append(f"n={mlp.n:,}: one NumPy cost evaluation {t_J * 1e6:.0f} us; processes "
+                     f"(2) vs serial {seconds['local'] / seconds['processes-2']:.2f}x; Dask 2 "
+                     f"vs 1 worker {seconds['dask-1'] / seconds['dask-2']:.2f}x")
+        # The chunk rule: about TASK_SECONDS per task (twice that on Dask), at least 4 tasks
+        # per worker slot.
+        for name, target in (("processes-2", TASK_SECONDS), ("dask-2", 2 * TASK_SECONDS)):
+            chunk = int(max(1, min(target / (2 * t_J), mlp.n / (4 * 2))))
+            task = chunk * 2 * t_J
+            overhead = seconds.get(name + " overhead")
+            if overhead is not None:
+                lines.append(f"n={mlp.n:,}, default chunk {chunk} indices ({task:.2f} s per "
+                             f"task): {EXECUTOR_ROWS[name]} overhead "
+                             f"{100 * overhead / (task + overhead):.2f}% of a task")
+    return rows, lines
+
+
+def print_executors(rows, lines, markdown):
+    if markdown:
+        print("| executor | params | seconds |")
+        print("|---|---:|---:|")
+        for name, n, seconds, sampled in rows:
+            print(f"| {name} | {n:,} | {seconds:.3g}{' (sample)' if sampled else ''} |")
+        print()
+        for line in lines:
+            print(f"- {line}")
+        return
+    for name, n, seconds, sampled in rows:
+        print(f"{name:<40} {n:>8,} {seconds:>9.3f} s{'  (sample)' if sampled else ''}")
+    print()
+    for line in lines:
+        print(line)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--plans" in argv:  # screen vs torch's fast gradcheck and vs the full check
@@ -566,7 +650,19 @@ def main(argv=None):
                         help="about how long a stopped or sampled run lasts (default 5)")
     parser.add_argument("--markdown", action="store_true",
                         help="print the results as Markdown (a table and a list)")
+    parser.add_argument("--executors", action="store_true",
+                        help="only the executor rows: serial vs processes vs Dask workers on "
+                             "the NumPy cost (default sizes 20000,200000)")
     options = parser.parse_args(argv)
+    if options.executors:
+        sizes = [int(s) for s in (options.sizes if argv_has(argv, "--sizes")
+                                  else "20000,200000").split(",")]
+        load_start = load_average()
+        rows, lines = measure_executors(sizes)
+        lines.append(f"machine: {machine()}; load average {load_start:.2f} at the start, "
+                     f"{load_average():.2f} at the end (a shared machine distorts the ratios)")
+        print_executors(rows, lines, options.markdown)
+        return 0
     sizes = [int(s) for s in options.sizes.split(",")]
     threads = [int(t) for t in options.threads.split(",")]
     unknown = [s for s in sizes if s not in _models.WIDTHS]
@@ -609,6 +705,10 @@ def main(argv=None):
         for note in notes:
             print("note:", note)
     return 0
+
+
+def argv_has(argv, flag):
+    return any(arg.split("=")[0] == flag for arg in (sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

@@ -220,3 +220,17 @@ def test_the_first_check_benchmark_measures_new_processes(suite, tmp_path):
     bench = suite["bench_first_check"].TrackFirstCheck()
     assert bench.track_first_check_seconds({("readme", "warm"): warm}, "readme", "warm",
                                            "second") == warm["second"]
+
+
+def test_the_executor_benchmarks_run(suite):
+    bench = suite["bench_executors"]
+    overhead = bench.TrackTaskOverhead()
+    overhead.setup("processes-2")
+    try:
+        assert 0.0 <= overhead.track_task_overhead("processes-2") < 1e3
+    finally:
+        overhead.teardown("processes-2")
+    sample = bench.TimeExecutorSample()
+    sample.setup("processes-2", 2_000)
+    sample.time_sample("processes-2", 2_000)
+    sample.teardown("processes-2", 2_000)

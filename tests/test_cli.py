@@ -209,3 +209,13 @@ def test_an_unexpected_failure_exits_2_not_1(workdir, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "RuntimeError: internal" in err and "failed unexpectedly" in err
     sys.modules.pop("mycosts", None)
+
+
+def test_the_check_runs_on_worker_processes(workdir):
+    arguments = ("mycosts:cost", "--params", "p.npz", "--grads", "g.npz", "--args", "a.npz")
+    completed = fastgc_check(workdir, *arguments, "--executor", "processes", "--workers", "2",
+                             "--json", "out.json")
+    assert completed.returncode == 0, completed.stderr
+    assert "on processes: 2 worker(s) x 1 thread(s)" in completed.stdout
+    data = json.loads((workdir / "out.json").read_text())
+    assert (data["executor"], data["n_workers"]) == ("processes", 2)

@@ -29,3 +29,11 @@ def test_show_config_reports_every_engine_and_openmp():
     else:
         assert "cython extension: OpenMP off" in text
     assert f"usable threads: {usable_threads()};" in text
+
+
+def test_show_config_reports_the_executors():
+    output = io.StringIO()
+    fastgc.show_config(file=output)
+    text = output.getvalue()
+    assert "executor processes: available (start method forkserver)" in text
+    assert "executor dask: available" in text and "with cloudpickle" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -29,6 +30,26 @@ def test_readme_examples_run_and_check_correct_gradients():
     exec(compile(blocks[2], "README.md[threads]", "exec"), namespace)
     suggestion = namespace["suggestion"]
     assert suggestion.recommended in suggestion.table
+
+
+def test_readme_executor_examples_run_on_workers_and_match_the_local_check():
+    blocks = python_blocks()
+    (block,) = [block for block in blocks if 'executor="processes"' in block]
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md[quick start]", "exec"), namespace)
+    local = namespace["result"]
+    saved = dict(os.environ)  # Dask's nannies set OMP_NUM_THREADS=1 here when they spawn
+    try:
+        exec(compile(block, "README.md[executors]", "exec"), namespace)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    result = namespace["result"]
+    assert result.executor == "dask" and result.n_workers == 2
+    assert result.approx.tobytes() == local.approx.tobytes()
+    assert (namespace["pool"]._shutdown_thread, result.verdict) == (True, "correct")
+    commands = "\n".join(bash_commands())
+    assert "dask scheduler" in commands and "dask worker tcp://" in commands
 
 
 def test_readme_commands_are_the_ones_ci_runs():

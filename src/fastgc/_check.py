@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from ._cost import Baseline, Cost, analytic_gradients, measure_baseline
+from ._errors import InvalidInputError
 from ._layout import flatten
 from ._result import CheckResult
 from ._steps import choose_steps, upcast_float32
@@ -36,7 +37,7 @@ from .diagnosis import (
     signature_crossing,
 )
 from .engines import resolve_engine
-from .executors import LocalExecutor
+from .executors import placement_hints, placement_of, resolve_executor
 from .executors.replay import confirm_reproducible
 from .plans import Plan, PlanContext, resolve_plan
 
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from ._steps import StepRule
     from .diagnosis import Diagnosis
     from .engines import Engine
+    from .executors import Placement
     from .plans import PlanOutcome
 
 
@@ -77,6 +79,8 @@ def check(
     plan: "str | Plan | None" = None,
     budget: float | None = None,
     upcast: bool = False,
+    executor: Any = None,
+    n_workers: int | None = None,
 ) -> CheckResult:
     """Check analytic gradients against two-sided finite differences of the cost.
 
@@ -125,7 +129,8 @@ def check(
         (for example the ReLU masks); used to recognise kinks exactly.
     reseed : callable, optional
         Called before every evaluation of the cost, for stochastic costs (dropout): reset the
-        random generator there. Runs the serial Python engine.
+        random generator there. Runs the serial Python engine (in each worker, with an
+        executor other than local).
     plan : {"full", "screen", "sampled"} or plan object, optional
         What is differenced. "full" (the default): every component. "screen": a few random
         directions per block, a disagreeing block confirmed at another step and localised to
@@ -141,6 +146,17 @@ def check(
         accuracy float32 gradients can attain. Finite differences, along random directions
         above all, resolve far more in float64. The cost must accept float64 parameters and
         return a float64.
+    executor : {"local", "processes"}, concurrent.futures.Executor or dask Client, optional
+        Where the finite differences run. None or "local": this process, on ``n_threads``
+        threads. "processes": ``n_workers`` worker processes of this machine (a Python cost
+        then uses every core). A ``concurrent.futures.Executor``: its workers, with the
+        payload sent along with every task. A ``dask.distributed.Client``: the workers of its
+        cluster (``pip install "fastgc[dask]"``). Workers receive the cost, args and theta
+        once, must compute the caller's J(theta) exactly, and return only numbers: the
+        result is bitwise the local one. With workers, ``n_threads`` is per worker (default
+        1 for a Python cost).
+    n_workers : int, optional
+        The worker processes of ``executor="processes"`` (default: one per usable core).
 
     Returns
     -------
@@ -153,6 +169,9 @@ def check(
     ------
     InvalidInputError, InvalidDtypeError
         Malformed params, grads or options; the message names the parameter and index.
+    ExecutorError
+        The cost, args or ``reseed`` cannot be pickled for the workers, a worker computes
+        another J(theta), or the workers were lost.
     CostError
         The cost raised, or returned a non-finite or non-scalar value, or replaced an array of
         the structure it was handed (the index is named).
@@ -196,6 +215,7 @@ def check(
     dtheta, ignored_gradients = analytic_gradients(grads, theta, layout, args)
     # A Python cost may keep state between calls (a layer caching its activations), so it
     # runs on several threads only when a count was asked for.
+    requested_threads = n_threads
     n_threads = resolve_n_threads(n_threads, unset=1 if cost_.may_keep_state else None)
     engine_ = resolve_engine(engine, cost_)
     steps = choose_steps(theta, eps)
@@ -203,26 +223,20 @@ def check(
 
     problem = _Problem(theta, layout, dtheta, ignored_gradients, cost_, engine_, steps, baseline,
                        started)
-    executor = LocalExecutor(engine_, cost_, theta, n_threads)
+    executor_ = resolve_executor(executor, n_workers, engine_, cost_, theta, n_threads,
+                                 requested_threads, steps, baseline.value)
     prober = Prober(cost_.value_at, theta)
-    with executor.open() as session:
-        outcome = plan_.run(PlanContext(
-            session, theta, dtheta, layout, steps, baseline.value, baseline.seconds,
-            executor.n_chunks, progress, effective_thresholds(thresholds, layout.dtype), prober,
-        ))
-    replayed = 0
-    if executor.n_chunks > 1:  # numbers of several threads must be the numbers of one
-        replayed = confirm_reproducible(cost_, theta, steps, outcome.approx, dtheta,
-                                        among=outcome.checked if outcome.partial else None)
+    run = _run(problem, plan_, executor_, PlanContext(
+        None, theta, dtheta, layout, steps, baseline.value, baseline.seconds, 1, progress,
+        effective_thresholds(thresholds, layout.dtype), prober,
+    ))
     crossed = None
     if signature is not None:
         crossed = signature_crossing(
             guarded_hook(signature, "signature"), cost_.structure, theta
         )
-    diagnosis, norms = _diagnose(problem, outcome, thresholds, prober, crossed)
-    return _result(problem, outcome, diagnosis, norms, executor.n_chunks,
-                   baseline.compile_seconds + session.compile_seconds,
-                   2 + replayed + prober.evaluations)
+    diagnosis, norms = _diagnose(problem, run.outcome, thresholds, prober, crossed)
+    return _result(problem, run, diagnosis, norms, 2 + run.replayed + prober.evaluations)
 
 
 @dataclass(frozen=True)
@@ -240,6 +254,42 @@ class _Problem:
     started: float  # perf_counter() when the check began
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What running a plan on an executor gave: its outcome, and how and where it ran."""
+
+    outcome: "PlanOutcome"
+    placement: "Placement"
+    compile_seconds: float
+    replayed: int  # cost evaluations of the serial replay
+    hints: tuple[str, ...]
+
+
+def _run(problem: _Problem, plan: Plan, executor: Any, context: PlanContext) -> _Run:
+    """The plan run in a session of the executor, then a sample replayed serially when the
+    numbers came from several threads or workers, which must agree to the bit."""
+    if plan.moves_along_directions and not executor.runs_directions:
+        raise InvalidInputError(
+            f"plan {plan!r} moves parameter blocks along random directions, which runs in "
+            f"this process only: with executor={executor.name!r} use plan='full' or "
+            "plan='sampled', or run the screen locally (executor=None)"
+        )
+    started = time.perf_counter()
+    with executor.open() as session:
+        context.session, context.n_chunks = session, executor.n_chunks
+        outcome = plan.run(context)
+    compile_seconds = problem.baseline.compile_seconds + session.compile_seconds
+    placement = placement_of(executor)
+    hints = placement_hints(problem.cost, placement,
+                            time.perf_counter() - started - session.compile_seconds)
+    replayed = 0
+    if placement.n_workers * placement.threads_per_worker > 1:
+        replayed = confirm_reproducible(
+            problem.cost, problem.theta, problem.steps, outcome.approx, problem.dtheta,
+            among=outcome.checked if outcome.partial else None)
+    return _Run(outcome, placement, compile_seconds, replayed, hints)
+
+
 def _diagnose(
     problem: _Problem, outcome: "PlanOutcome", thresholds: tuple[float, float],
     prober: Prober, crossed: Any,
@@ -254,10 +304,11 @@ def _diagnose(
 
 
 def _result(
-    problem: _Problem, outcome: "PlanOutcome", diagnosis: "Diagnosis", norms: np.ndarray,
-    n_chunks: int, compile_seconds: float, other_evaluations: int,
+    problem: _Problem, run: _Run, diagnosis: "Diagnosis", norms: np.ndarray,
+    other_evaluations: int,
 ) -> CheckResult:
-    """The result of a check, from what was run and how it was judged."""
+    """The result of a check, from what was run, where, and how it was judged."""
+    outcome, placement, compile_seconds = run.outcome, run.placement, run.compile_seconds
     return CheckResult(
         verdict=diagnosis.verdict,
         difference=outcome.overall_difference(diagnosis, lecture_difference(norms)),
@@ -269,7 +320,10 @@ def _result(
         step_description=problem.steps.description,
         noise_floor=diagnosis.noise_floor,
         engine=problem.engine.name,
-        n_threads=n_chunks,
+        n_threads=placement.threads_per_worker,
+        executor=placement.executor,
+        n_workers=placement.n_workers,
+        hints=run.hints,
         seconds=time.perf_counter() - problem.started - compile_seconds,
         compile_seconds=compile_seconds,
         n_evaluations=outcome.evaluations + other_evaluations,

@@ -71,6 +71,10 @@ def add_parser(commands: Any) -> None:
                         help="difference at or above which they are a bug (1e-3)")
     parser.add_argument("--threads", type=int, help="thread count (the cost must be thread-safe)")
     parser.add_argument("--engine", choices=("auto", "numba", "cython", "python"))
+    parser.add_argument("--executor", choices=("local", "processes"),
+                        help="where the differences run (processes: one worker per core)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="worker processes of --executor processes")
     parser.add_argument("--allow-suspicious", action="store_true",
                         help="exit 0 on a suspicious verdict (a bug still exits 1)")
     parser.add_argument("--allow-inconclusive", action="store_true",
@@ -120,6 +124,8 @@ def _run(options: argparse.Namespace) -> int:
         "thresholds": (options.threshold_correct, options.threshold_bug),
         "n_threads": options.threads,
         "engine": options.engine,
+        "executor": options.executor,
+        "n_workers": options.workers,
     }
     if options.loss_and_grads:
         result = check_fn(target, params, **check_options)

@@ -9,6 +9,7 @@ from typing import Any
 from ._threads import usable_threads
 from ._version import __version__
 from .engines import ENGINES, environment_engine, get_engine
+from .executors import executor_lines
 
 
 def show_config(file: Any = None) -> None:
@@ -34,5 +35,6 @@ def show_config(file: Any = None) -> None:
     for engine in engines:
         if engine.unavailable is None:
             lines.extend(engine.config_lines())
+    lines.extend(executor_lines())
     lines.append(f"  usable threads: {usable_threads()}; FASTGC_ENGINE={environment_engine()}")
     print("\n".join(lines), file=file)

@@ -80,3 +80,8 @@ class MissingDependencyError(FastGCError, ImportError):
 
 class FastGCWarning(UserWarning):
     """A request fastgc had to adjust (for example a thread count above what is usable)."""
+
+
+class ExecutorError(FastGCError, RuntimeError):
+    """A check could not run on the requested executor: part of it cannot be sent to the
+    workers, a worker computes the cost differently, or a worker was lost."""

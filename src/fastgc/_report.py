@@ -40,7 +40,7 @@ def format_report(result: "CheckResult", n_worst: int = 10) -> str:
             f" numeric {c.numeric:+.6e} vs analytic {c.analytic:+.6e}"
         )
     lines.extend(f"  {line}" for line in verdict_reasons(result))
-    for note in zero_numeric_notes(result):
+    for note in zero_numeric_notes(result) + list(result.hints):
         lines.append(f"  note: {note}")
     correct, bug = result.thresholds
     lines.append(
@@ -51,7 +51,7 @@ def format_report(result: "CheckResult", n_worst: int = 10) -> str:
     lines.append(f"  noise floor (median, per component): {result.noise_floor:.2e}")
     lines.append(
         f"  {result.layout.size} parameters in {len(result.per_parameter)} block(s), dtype "
-        f"{result.layout.dtype}; engine {result.engine}, {result.n_threads} thread(s); "
+        f"{result.layout.dtype}; engine {result.engine}, {_placement(result)}; "
         f"{result.n_evaluations} cost evaluations in {result.seconds:.3f} s"
         + (f" (+{result.compile_seconds:.2f} s compiling)" if result.compile_seconds > 0.05 else "")
     )
@@ -169,6 +169,14 @@ def coverage_lines(result: "CheckResult") -> list[str]:
         )
     lines.extend(f"  {note}" for note in result.plan_notes)
     return lines
+
+
+def _placement(result: "CheckResult") -> str:
+    """Where the check ran: "1 thread(s)" locally, else the executor and its workers."""
+    if result.executor == "local":
+        return f"{result.n_threads} thread(s)"
+    return (f"on {result.executor}: {result.n_workers} worker(s) x {result.n_threads} "
+            "thread(s)")
 
 
 def reported_components(result: "CheckResult", n_worst: int = 10) -> list["Component"]:

@@ -153,6 +153,12 @@ class CheckResult:
         Per component, the relative disagreement left after re-examination and with the noise
         floor subtracted (inf where the analytic gradient is NaN or Inf); what :meth:`worst`
         ranks by.
+    executor, n_workers : str, int
+        Where the finite differences ran ("local", "processes", "dask", or the class of the
+        executor given) and on how many workers; ``n_threads`` is per worker.
+    hints : tuple of str
+        Advice on running such a check faster (a Python cost on one thread of a machine
+        with more cores: ``executor="processes"``).
     ignored_gradients : tuple of str
         Entries of the gradient dict that match no parameter (intermediates such as "dZ2"),
         ignored by the check.
@@ -188,6 +194,9 @@ class CheckResult:
     labels: dict[int, str] = field(default_factory=dict)
     corrected: dict[int, float] = field(default_factory=dict)
     ignored_gradients: tuple[str, ...] = ()
+    executor: str = "local"  # where the differences ran: local, processes, dask, ...
+    n_workers: int = 1  # n_threads is then per worker
+    hints: tuple[str, ...] = ()  # advice on running the check faster
     scores: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     explained: dict[str, int] = field(default_factory=dict)
     plan: str = "full"
@@ -276,7 +285,8 @@ class CheckResult:
         -------
         dict
             Keys ``verdict``, ``meaning``, ``look_first``, ``difference``, ``thresholds``,
-            ``step``, ``noise_floor``, ``n_parameters``, ``dtype``, ``engine``, ``n_threads``,
+            ``step``, ``noise_floor``, ``n_parameters``, ``dtype``, ``engine``, ``n_threads``
+            (per worker), ``executor``, ``n_workers``,
             ``n_evaluations``, ``seconds``, ``compile_seconds``, ``parameters`` (one dict per
             parameter, in order), ``reexamined`` (label to count), ``worst_components``,
             ``ignored_gradients``, ``explained``, ``notes``, ``plan``, ``coverage`` (one dict
@@ -315,6 +325,8 @@ class CheckResult:
             "dtype": str(self.layout.dtype),
             "engine": self.engine,
             "n_threads": self.n_threads,
+            "executor": self.executor,
+            "n_workers": self.n_workers,
             "n_evaluations": self.n_evaluations,
             "seconds": self.seconds,
             "compile_seconds": self.compile_seconds,
@@ -339,7 +351,7 @@ class CheckResult:
             ],
             "ignored_gradients": list(self.ignored_gradients),
             "explained": dict(self.explained),
-            "notes": zero_numeric_notes(self),
+            "notes": zero_numeric_notes(self) + list(self.hints),
             "plan": self.plan,
             "coverage": [
                 {"name": c.name, "size": c.size, "components": c.components,

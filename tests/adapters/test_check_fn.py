@@ -101,3 +101,14 @@ def test_a_loss_in_a_one_element_array_is_that_element():
 
     result = fastgc.check_fn(loss_and_grads, {"w": np.array(0.4)}, progress=False)
     assert result.verdict == "correct"
+
+
+def test_executor_is_forwarded_to_worker_processes():
+    rng = np.random.default_rng(5)
+    params = course_params(rng)
+    X, Y = rng.standard_normal((4, 7)), (rng.random((1, 7)) > 0.5).astype(float)
+    local = fastgc.check_fn(forward_backward, params, args=(X, Y), progress=False)
+    remote = fastgc.check_fn(forward_backward, params, args=(X, Y), progress=False,
+                             executor="processes", n_workers=2)
+    assert (remote.executor, remote.n_workers) == ("processes", 2)
+    assert remote.approx.tobytes() == local.approx.tobytes()

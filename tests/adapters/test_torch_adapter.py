@@ -285,3 +285,21 @@ def test_the_global_random_state_is_left_as_it_was():
     torch.manual_seed(5)
     check_module(module, lambda m: m(X).pow(2).mean(), seed=3)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_check_module_runs_in_worker_processes_bitwise_as_local():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(),
+                                torch.nn.Linear(5, 2)).double()
+    X, y = torch.randn(8, 4, dtype=torch.float64), torch.randint(0, 2, (8,))
+    before = copy.deepcopy(model.state_dict())
+
+    def loss(m):
+        return torch.nn.functional.cross_entropy(m(X), y)
+
+    local = fastgc.torch.check_module(model, loss, progress=False)
+    remote = fastgc.torch.check_module(model, loss, progress=False, executor="processes",
+                                       n_workers=2)
+    assert (remote.executor, remote.n_workers, remote.verdict) == ("processes", 2, "correct")
+    assert remote.approx.tobytes() == local.approx.tobytes()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -38,7 +38,7 @@ def check_fn(
         Extra arguments of ``loss_and_grads`` (the data: ``args=(X, y)``).
     **options
         Any keyword argument of :func:`fastgc.check` (``eps``, ``thresholds``, ``n_threads``,
-        ``engine``, ``progress``, ``signature``, ``reseed``).
+        ``engine``, ``progress``, ``signature``, ``reseed``, ``executor``, ``n_workers``).
 
     Returns
     -------

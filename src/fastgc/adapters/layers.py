@@ -60,7 +60,7 @@ def check_layer(
         Seed of the random ``dout``.
     **options
         Any keyword argument of :func:`fastgc.check` (``eps``, ``thresholds``, ``n_threads``,
-        ``engine``, ``progress``, ...).
+        ``engine``, ``progress``, ``executor``, ...).
 
     Returns
     -------

@@ -367,6 +367,14 @@ class _Replicas:
         with self.lock:
             self.free.append(replica)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to worker processes (executor=): the template travels, the copies and the
+        # lock are made anew there.
+        return {"template": self.template, "names": self.names}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["template"], state["names"])  # type: ignore[misc]
+
 
 def _module_gradients(
     module: "torch.nn.Module", named: list, closure: Callable[..., Any]

@@ -240,6 +240,8 @@ class Plan:
     """One way of choosing what a check differences (see the subclasses)."""
 
     name = ""
+    #: The plan moves whole ranges along random directions (``session.directional``).
+    moves_along_directions = False
 
     def run(self, context: PlanContext) -> PlanOutcome:
         raise NotImplementedError

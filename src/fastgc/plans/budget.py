@@ -29,6 +29,7 @@ class Budget(Plan):
     """
 
     name = "budget"
+    moves_along_directions = True  # when the full check does not fit, it screens
 
     def __init__(self, seconds: float, seed: int = 0) -> None:
         if (isinstance(seconds, bool) or not isinstance(seconds, numbers.Real)

@@ -62,6 +62,7 @@ class Screen(Plan):
     """
 
     name = "screen"
+    moves_along_directions = True
 
     def __init__(self, directions: int = 4, seed: int = 0) -> None:
         self.directions = _positive_int("directions", directions)

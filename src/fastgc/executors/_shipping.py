@@ -1,0 +1,84 @@
+"""The payload a check ships to its workers, and the clear error when part of it cannot go.
+
+The payload is pickled once in the caller (with cloudpickle when it is installed, which ships
+closures, lambdas and functions defined in ``__main__`` or a notebook by value; else with the
+standard pickle, which ships functions by reference to an importable module). Each part is
+tried on its own first, so that the error names the part that failed.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._cost import CostKind
+from .._errors import ExecutorError
+
+if TYPE_CHECKING:
+    from .._cost import Cost
+    from .._steps import StepRule
+    from ..engines import Engine
+
+
+def _pickler_module() -> Any:
+    try:
+        import cloudpickle
+    except ImportError:
+        return pickle
+    return cloudpickle
+
+
+def ships_by_value() -> bool:
+    """Whether functions of the main script travel by value (cloudpickle), not by name."""
+    return _pickler_module() is not pickle
+
+
+def new_token() -> str:
+    """A name for one check's payload on the workers."""
+    return f"fastgc-{uuid.uuid4().hex[:16]}"
+
+
+def pack(
+    cost: "Cost", theta: np.ndarray, steps: "StepRule", engine: "Engine",
+    n_threads: int | None, where: str,
+) -> bytes:
+    """The payload of a check, as bytes, or an :class:`ExecutorError` naming what cannot be
+    pickled (``where`` says where it was going: "worker processes", "the Dask cluster")."""
+    if cost.kind is CostKind.C:
+        raise ExecutorError(
+            f"a C-level cost is an address in this process and cannot be sent to {where}; "
+            "run it with executor='local' (it already runs on every core without the GIL), "
+            "or give the cost as a Python or @numba.njit function"
+        )
+    pickler = _pickler_module()
+    parts = {"cost": cost.function, "args": cost.args, "reseed": cost.reseed}
+    for name, part in parts.items():
+        _try_pickle(pickler, name, part, where)
+    shipped = {
+        "function": cost.function, "args": cost.args, "layout": cost.layout,
+        "kind": cost.kind, "reseed": cost.reseed, "theta": theta, "steps": steps,
+        "engine": engine.name, "n_threads": n_threads,
+    }
+    return pickler.dumps(shipped, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _try_pickle(pickler: Any, name: str, part: Any, where: str) -> None:
+    try:
+        pickler.dump(part, io.BytesIO(), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as error:
+        advice = (
+            "define it at module level" if pickler is pickle
+            else "make it hold no locks, open files, sockets or live connections"
+        )
+        hint = "" if pickler is not pickle else (
+            " (or pip install cloudpickle, which also ships closures and lambdas)"
+        )
+        raise ExecutorError(
+            f"the {name} cannot be pickled to send it to {where} "
+            f"({type(error).__name__}: {error}): {advice}{hint}, or run the check with "
+            "executor='local'"
+        ) from error

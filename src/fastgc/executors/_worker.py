@@ -1,0 +1,167 @@
+"""What runs inside a worker process: the check's payload, installed once, and its chunks.
+
+A worker (a process of fastgc's pool, of any ``concurrent.futures`` executor, or of a Dask
+cluster) receives the payload once (the cost, its args, theta, the step rule, the engine),
+keeps its own copy, evaluates J(theta) for the caller to compare, and then runs chunks of
+indices through the local executor, on its own threads, returning only the numbers.
+Everything here is importable by name, so that the tasks pickle by reference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import socket
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# The payloads of recent checks in this process, by token; a few, so that a pool shared by
+# overlapping checks does not reload them in turn.
+_INSTALLED: "OrderedDict[str, WorkerState]" = OrderedDict()
+_KEEP = 4
+_lock = threading.Lock()
+# Payloads that failed to load, by token: the error goes to the caller with the first chunk.
+FAILED: dict[str, BaseException] = {}
+
+
+@dataclass
+class WorkerState:
+    """One check's payload in this worker, and what the worker found at theta."""
+
+    cost: Any  # fastgc._cost.Cost
+    theta: np.ndarray
+    steps: Any  # fastgc._steps.StepRule
+    engine: Any  # fastgc.engines.Engine
+    n_threads: int
+    value: float  # J(theta) in this worker
+    compile_seconds: float
+    reported_compile: bool = False
+    # A Python cost may keep state between calls: the chunks of one check in one process
+    # (the threads of a Dask worker, a thread pool) take turns with it.
+    turn: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """What a chunk sends back: its numbers, and who computed them from which J(theta)."""
+
+    approx: np.ndarray
+    worker: str
+    value: float
+    n_threads: int
+    compile_seconds: float
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def install(token: str, payload: bytes) -> WorkerState:
+    """Load ``payload`` (made by :func:`fastgc.executors._shipping.pack`) for ``token``."""
+    with _lock:
+        state = _INSTALLED.get(token)
+        if state is not None:
+            return state
+    state = _load(payload)
+    with _lock:
+        _INSTALLED[token] = state
+        while len(_INSTALLED) > _KEEP:
+            _INSTALLED.popitem(last=False)
+    return state
+
+
+def discard(token: str) -> None:
+    with _lock:
+        _INSTALLED.pop(token, None)
+        FAILED.pop(token, None)
+
+
+def _load(payload: bytes) -> WorkerState:
+    from .._cost import Cost, measure_baseline
+    from .._errors import ExecutorError
+    from .._threads import resolve_n_threads
+    from ..engines import get_engine, resolve_engine
+
+    try:
+        shipped = pickle.loads(payload)
+    except Exception as error:  # a module of the cost missing here, another version
+        raise ExecutorError(
+            f"worker {worker_name()} could not load the check's cost and args: "
+            f"{type(error).__name__}: {error}. Every worker needs the modules the cost uses "
+            "(install them there, or define the cost in the script or notebook that runs "
+            "the check)"
+        ) from error
+    cost = Cost(shipped["function"], shipped["args"], shipped["layout"], shipped["kind"],
+                reseed=shipped["reseed"])
+    engine = get_engine(shipped["engine"])
+    if engine.unavailable is not None or engine.cannot_run(cost) is not None:
+        engine = resolve_engine(None, cost)  # the engines agree to the bit
+    requested = shipped["n_threads"]
+    n_threads = resolve_n_threads(requested, unset=1 if cost.may_keep_state else None)
+    theta = shipped["theta"]
+    baseline = measure_baseline(cost, theta)
+    return WorkerState(cost, theta, shipped["steps"], engine, n_threads, baseline.value,
+                       baseline.compile_seconds)
+
+
+def describe(token: str) -> tuple[float, int]:
+    """J(theta) and the thread count of ``token``'s payload in this worker."""
+    if token in FAILED:
+        raise FAILED[token]
+    state = _INSTALLED[token]
+    return state.value, state.n_threads
+
+
+def run_chunk(token: str, payload: bytes | None, indices: Any, steps: Any) -> ChunkResult:
+    """Central differences of one chunk: ``indices`` is a ``(start, stop)`` range (steps from
+    the step rule) or an index array with its ``steps``."""
+    from .local import LocalExecutor
+
+    if token in FAILED:
+        raise FAILED[token]
+    state = install(token, payload) if payload is not None else _INSTALLED.get(token)
+    if state is None:
+        from .._errors import ExecutorError
+
+        raise ExecutorError(
+            f"worker {worker_name()} has not received the check's payload (token {token})"
+        )
+    if isinstance(indices, tuple):
+        start, stop = indices
+        indices, steps = np.arange(start, stop, dtype=np.int64), state.steps(start, stop)
+    approx = np.empty(indices.shape[0], dtype=np.float64)
+    executor = LocalExecutor(state.engine, state.cost, state.theta, state.n_threads)
+    turn = state.turn if state.cost.may_keep_state else contextlib.nullcontext()
+    with turn, executor.open() as session:
+        session.differences(indices, steps, approx)
+    compile_seconds = 0.0
+    if not state.reported_compile:  # once per worker: they compile side by side
+        compile_seconds = state.compile_seconds + session.compile_seconds
+        state.reported_compile = True
+    return ChunkResult(approx, worker_name(), state.value, executor.n_chunks, compile_seconds)
+
+
+def start_pool_worker(token: str, payload: bytes, blas_threads: int) -> None:
+    """Initializer of fastgc's own process pool: ignore Ctrl-C (the caller handles it and
+    cancels the work), cap BLAS and OpenMP at the worker's share of the cores (the worker's
+    own thread count, so a compiled cost keeps its threads), install the payload."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=blas_threads)
+    try:
+        install(token, payload)
+    except Exception as error:  # reported by the first chunk, with its message
+        FAILED[token] = error
+
+
+def run_pool_chunk(token: str, indices: Any, steps: Any) -> ChunkResult:
+    """A chunk in fastgc's own pool, whose initializer installed the payload."""
+    return run_chunk(token, None, indices, steps)

@@ -1,0 +1,236 @@
+"""Worker processes on this machine: fastgc's own pool, or any ``concurrent.futures`` executor.
+
+``executor="processes"`` starts a pool of ``n_workers`` processes for the check (with the
+``forkserver`` start method where there is one, else ``spawn``: never ``fork``, which is
+unsafe once Numba's, OpenMP's or BLAS's threads exist). Each worker ignores Ctrl-C (the
+caller answers it and cancels the outstanding tasks), caps BLAS at its share of the cores, and
+receives the payload once, through the pool's initializer. A worker that dies mid-check
+breaks a standard pool: fastgc then starts a fresh pool and resubmits the chunks that had not
+come back (up to :data:`MAX_RESTARTS` times), so the check completes with the same result.
+
+Any other ``concurrent.futures.Executor`` (a ``ProcessPoolExecutor`` you made, a
+``ThreadPoolExecutor``, an MPI or loky executor) is accepted as it is. It has no hook that runs
+once per worker, so the payload travels with every task (each worker loads it once and keeps
+it) and the indices are cut into fewer, larger tasks (:data:`TASKS_PER_WORKER_PLAIN` per
+worker, each up to :data:`PLAIN_TASK_SECONDS` long). fastgc cannot replace a pool it does not own: if one of its workers dies, the check
+fails with an error that names the chunks that were lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import multiprocessing
+import sys
+from concurrent.futures import FIRST_COMPLETED, Executor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+import numpy as np
+
+from .._errors import ExecutorError
+from .._validation import where_in_params
+from . import _shipping, _worker
+from ._remote import TASK_SECONDS, LostWorker, RemoteExecutor, Task
+
+if TYPE_CHECKING:
+    from .._cost import Cost
+    from .._steps import StepRule
+    from ..engines import Engine
+
+MAX_RESTARTS = 2
+TASKS_PER_WORKER_PLAIN = 2
+PLAIN_TASK_SECONDS = 4 * TASK_SECONDS
+# Imported once by the fork server, so that each worker starts in milliseconds.
+_PRELOAD = ["numpy", "threadpoolctl", "fastgc", "fastgc.executors._worker",
+            "fastgc.executors.local"]
+
+
+def start_context() -> multiprocessing.context.BaseContext:
+    """``forkserver`` where the platform has it (with fastgc preloaded), else ``spawn``."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(_PRELOAD)
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+@contextlib.contextmanager
+def _main_module_hidden(hide: bool) -> Iterator[None]:
+    """While fastgc's own workers start, hide the main script from them.
+
+    A ``spawn`` or ``forkserver`` worker first runs the caller's main script again (as
+    ``__mp_main__``), so that functions defined there can be unpickled: a script without an
+    ``if __name__ == "__main__":`` guard would start another check inside every worker. The
+    payload does not need it when cloudpickle ships such functions by value, so the workers
+    are started without it then.
+    """
+    main = sys.modules.get("__main__")
+    if not hide or main is None:
+        yield
+        return
+    saved = {name: main.__dict__[name] for name in ("__file__", "__spec__")
+             if name in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
+        if "__spec__" not in saved:
+            del main.__spec__
+
+
+def _completed(futures: list) -> Iterable[Any]:
+    remaining = set(futures)
+    while remaining:
+        done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+        yield from done
+
+
+class ProcessExecutor(RemoteExecutor):
+    """``n_workers`` processes of fastgc's own pool (see the module docstring)."""
+
+    name = "processes"
+    where = "worker processes"
+
+    def __init__(
+        self, engine: "Engine", cost: "Cost", theta: np.ndarray, steps: "StepRule",
+        caller_value: float, n_threads: int, n_workers: int,
+    ) -> None:
+        super().__init__(engine, cost, theta, steps, caller_value, n_threads)
+        self._n_workers = n_workers
+        self._pool: Any = None
+        self.restarts = 0
+
+    @property
+    def n_workers(self) -> int:
+        return self._n_workers
+
+    def _new_pool(self) -> Any:
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(
+            self._n_workers, mp_context=start_context(),
+            initializer=_worker.start_pool_worker,
+            initargs=(self.token, self.payload, self.n_threads),
+        )
+
+    @contextlib.contextmanager
+    def _started(self, payload: bytes, token: str) -> Iterator[None]:
+        self._pool = self._new_pool()
+        finished = False
+        try:
+            yield
+            finished = True
+        finally:
+            # After an error or Ctrl-C, do not wait for the chunks still running.
+            self._pool.shutdown(wait=finished, cancel_futures=True)
+            self._pool = None
+
+    def _submit(self, task: Task) -> Any:
+        # The pool starts its processes as the first tasks are submitted.
+        with _main_module_hidden(_shipping.ships_by_value()):
+            return self._pool.submit(_worker.run_pool_chunk, self.token, task.indices,
+                                     task.steps)
+
+    def _completed(self, futures: list) -> Iterable[Any]:
+        return _completed(futures)
+
+    def _result(self, future: Any) -> Any:
+        try:
+            return future.result()
+        except BrokenProcessPool as error:
+            raise LostWorker() from error
+
+    def _cancel(self, futures: list) -> None:
+        for future in futures:
+            future.cancel()
+
+    def _recover(self, tasks: list[Task]) -> None:
+        if self.restarts >= MAX_RESTARTS:
+            raise ExecutorError(
+                f"worker processes died {self.restarts + 1} times during the check "
+                f"({lost_chunks(self.cost, tasks)} were lost); is the machine out of memory?"
+            )
+        self.restarts += 1
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._new_pool()
+
+
+class ExecutorAdapter(RemoteExecutor):
+    """Any ``concurrent.futures.Executor`` the caller made (see the module docstring)."""
+
+    name = "executor"
+    where = "the executor's workers"
+
+    def __init__(
+        self, engine: "Engine", cost: "Cost", theta: np.ndarray, steps: "StepRule",
+        caller_value: float, n_threads: int, pool: Executor,
+    ) -> None:
+        super().__init__(engine, cost, theta, steps, caller_value, n_threads)
+        self.pool = pool
+        self.name = type(pool).__name__
+
+    @property
+    def n_workers(self) -> int:
+        return int(getattr(self.pool, "_max_workers", None) or 1)
+
+    def task_size(self, n: int, seconds_per_cost: float) -> int:
+        # The payload goes with every task: as few tasks as keep every worker busy, each
+        # short enough that Ctrl-C frees the pool soon (a running task cannot be cancelled).
+        by_balance = -(-n // (TASKS_PER_WORKER_PLAIN * self.n_workers))
+        by_time = PLAIN_TASK_SECONDS / (2.0 * max(seconds_per_cost, 1e-8))
+        return int(max(1, min(by_balance, math.ceil(by_time))))
+
+    @contextlib.contextmanager
+    def _started(self, payload: bytes, token: str) -> Iterator[None]:
+        yield
+
+    def _submit(self, task: Task) -> Any:
+        try:
+            return self.pool.submit(_worker.run_chunk, self.token, self.payload, task.indices,
+                                    task.steps)
+        except BrokenProcessPool as error:
+            raise ExecutorError(
+                f"the {self.name} passed as executor= is broken (a worker process died "
+                "earlier) and cannot run tasks: make a new one"
+            ) from error
+
+    def _completed(self, futures: list) -> Iterable[Any]:
+        return _completed(futures)
+
+    def _result(self, future: Any) -> Any:
+        try:
+            return future.result()
+        except BrokenProcessPool as error:
+            raise LostWorker() from error
+
+    def _cancel(self, futures: list) -> None:
+        for future in futures:
+            future.cancel()
+
+    def _recover(self, tasks: list[Task]) -> None:
+        raise ExecutorError(
+            f"a worker process of the {self.name} passed as executor= died during the "
+            f"check, and {lost_chunks(self.cost, tasks)} were lost; fastgc cannot restart "
+            "a pool it does not own. Make a new pool and check again, or pass "
+            "executor='processes', which restarts its own pool and resubmits lost chunks"
+        )
+
+
+def lost_chunks(cost: "Cost", tasks: list[Task]) -> str:
+    """The lost chunks, named by the components they cover."""
+    tasks = sorted(tasks, key=lambda task: task.start)
+    shown = ", ".join(_chunk_name(cost, task) for task in tasks[:3])
+    more = f" and {len(tasks) - 3} more" if len(tasks) > 3 else ""
+    return f"chunk(s) {shown}{more}"
+
+
+def _chunk_name(cost: "Cost", task: Task) -> str:
+    if isinstance(task.indices, tuple):
+        first, last = task.indices[0], task.indices[1] - 1
+    else:
+        first, last = int(task.indices[0]), int(task.indices[-1])
+    return (f"#{task.number} (theta[{first}], {where_in_params(cost.layout, first)}, to "
+            f"theta[{last}], {where_in_params(cost.layout, last)})")

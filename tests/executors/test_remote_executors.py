@@ -1,0 +1,489 @@
+"""Checks on worker processes (``fastgc/executors/processes.py``) and on a real Dask cluster
+(``fastgc/executors/dask.py``): bitwise the local result, a worker killed mid-check, what
+cannot be pickled, a worker that computes another J(theta), Ctrl-C in a real child process,
+with the caller's arrays byte-identical after each.
+
+Every test runs once per kind of remote executor: fastgc's own pool (``"processes"``), a
+``ProcessPoolExecutor`` made by the caller (``"pool"``), and a ``dask.distributed.Client`` of a
+``LocalCluster`` with two worker processes (``"dask"``), both started here once per module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import pytest
+
+import fastgc
+import models
+from conftest import assert_untouched, require_engine, snapshot
+from processes import SOURCE_DIR, TESTS_DIR
+
+import distributed  # in the test extra
+
+KINDS = ["processes", "pool", "dask"]
+
+
+@contextlib.contextmanager
+def environment_kept():
+    """Dask's nannies set OMP_NUM_THREADS=1 (and the BLAS counts) in this process's
+    environment when they spawn a worker, which would cap the thread count of every later
+    check here: put the environment back."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _keep_environment():
+    with environment_kept():
+        yield
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with environment_kept(), distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+        silence_logs=50,
+    ) as local_cluster:
+        with environment_kept():
+            yield local_cluster
+
+
+@pytest.fixture(scope="module")
+def client(cluster):
+    with distributed.Client(cluster) as dask_client:
+        yield dask_client
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("forkserver")) as made:
+        yield made
+
+
+@pytest.fixture(params=KINDS)
+def remote(request):
+    """What to pass as ``executor=`` (and ``n_workers=``), one per kind."""
+    if request.param == "processes":
+        return {"executor": "processes", "n_workers": 2}
+    if request.param == "pool":
+        return {"executor": request.getfixturevalue("pool")}
+    return {"executor": request.getfixturevalue("client")}
+
+
+def check(cost, params, grads, **options):
+    return fastgc.check(cost, params, grads, progress=False, **options)
+
+
+def bits(array: np.ndarray) -> bytes:
+    return np.ascontiguousarray(array).tobytes()
+
+
+# --------------------------------------------------------------------------------------------
+# Bitwise the local result.
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("bug", [None, "one_element"])
+def test_numpy_cost_bitwise_as_local(remote, dtype, bug):
+    params, X, Y = models.make_mlp(0, dtype)
+    grads = models.grads(params, X, Y, bug=bug)
+    before = (snapshot(params), snapshot(grads))
+    local = check(models.cost, params, grads, args=(X, Y))
+    result = check(models.cost, params, grads, args=(X, Y), **remote)
+    assert bits(result.approx) == bits(local.approx)
+    assert result.verdict == local.verdict == ("bug" if bug else "correct")
+    assert result.worst(1)[0].flat_index == local.worst(1)[0].flat_index
+    assert result.n_workers == 2 and result.n_threads == 1
+    assert f"{result.n_workers} worker(s) x 1 thread(s)" in str(result)
+    assert_untouched(params, grads, before)
+
+
+def test_sampled_plan_on_workers_is_bitwise_as_local(remote):
+    params, X, Y = models.make_mlp(0)
+    grads = models.grads(params, X, Y, bug="one_element")
+    plan = fastgc.Sampled(per_block=6, seed=1)
+    local = check(models.cost, params, grads, args=(X, Y), plan=plan)
+    result = check(models.cost, params, grads, args=(X, Y), plan=plan, **remote)
+    assert bits(result.approx) == bits(local.approx)
+    assert result.verdict == local.verdict
+    assert result.coverage == local.coverage
+
+
+def test_screen_on_workers_is_refused_before_any_work(remote):
+    params, X, Y = models.make_mlp(0)
+    grads = models.grads(params, X, Y)
+    before = (snapshot(params), snapshot(grads))
+    with pytest.raises(fastgc.InvalidInputError, match="random directions.*plan='sampled'"):
+        check(models.cost, params, grads, args=(X, Y), plan="screen", **remote)
+    assert_untouched(params, grads, before)
+
+
+@pytest.mark.parametrize("kind", ["pool", "dask"])
+def test_njit_cost_bitwise_as_local(request, kind):
+    require_engine("numba")
+    executor = request.getfixturevalue("pool" if kind == "pool" else "client")
+    params, X, Y = models.make_mlp(1)
+    grads = models.grads(params, X, Y)
+    local = check(models.numba_cost(), params, grads, args=(X, Y))
+    result = check(models.numba_cost(), params, grads, args=(X, Y), executor=executor,
+                   n_threads=1)
+    assert bits(result.approx) == bits(local.approx)
+    assert result.engine == local.engine == "numba" and result.verdict == "correct"
+
+
+def test_differences_session_of_given_indices(remote):
+    """The session's ``differences`` (what a plan asks for): any indices, any steps."""
+    from fastgc._cost import Cost, measure_baseline
+    from fastgc._layout import flatten
+    from fastgc._steps import choose_steps
+    from fastgc.engines import resolve_engine
+    from fastgc.executors import LocalExecutor, resolve_executor
+
+    params, X, Y = models.make_mlp(2)
+    theta, layout = flatten(params)
+    cost = Cost.classify(models.cost, (X, Y), layout)
+    engine = resolve_engine(None, cost)
+    steps = choose_steps(theta, None)
+    indices = np.array([40, 3, 3, 17, 0, 22, 9], dtype=np.int64)
+    given = np.linspace(1e-6, 1e-4, indices.shape[0])
+    expected, got = np.empty(indices.shape[0]), np.empty(indices.shape[0])
+    with LocalExecutor(engine, cost, theta, 1).open() as session:
+        session.differences(indices, given, expected)
+    executor = resolve_executor(remote["executor"], remote.get("n_workers"), engine, cost,
+                                theta, 1, None, steps, measure_baseline(cost, theta).value)
+    with executor.open() as session:
+        session.differences(indices, given, got)
+    assert bits(got) == bits(expected)
+
+
+def test_progress_bar_moves_per_chunk(remote, capsys):
+    params, X, Y = models.make_mlp(0)
+    result = fastgc.check(models.cost, params, models.grads(params, X, Y), args=(X, Y),
+                          progress=True, **remote)
+    err = capsys.readouterr().err
+    assert "fastgc:" in err and f"/{result.layout.size} " in err
+
+
+# --------------------------------------------------------------------------------------------
+# Hooks.
+
+
+class Dropout:
+    """A stochastic cost made repeatable by ``reseed`` (the generator lives in the worker)."""
+
+    def __init__(self):
+        self.rng = np.random.default_rng(0)
+
+    def reseed(self):
+        self.rng = np.random.default_rng(0)
+
+    def __call__(self, params, X, Y):
+        mask = self.rng.random(X.shape) > 0.3
+        return models.cost(params, X * mask / 0.7, Y)
+
+
+def test_reseed_and_signature_hooks_work(remote):
+    params, X, Y = models.make_mlp(3)
+    dropout = Dropout()
+    grads = models.grads(params, X, Y)
+    local = check(dropout, params, grads, args=(X, Y), reseed=dropout.reseed)
+    result = check(dropout, params, grads, args=(X, Y), reseed=dropout.reseed, **remote)
+    assert bits(result.approx) == bits(local.approx) and result.engine == "python"
+
+    def signature(p):  # runs in the caller, with the diagnosis
+        return p["W1"] @ X + p["b1"] > 0
+
+    signed = check(models.cost, params, grads, args=(X, Y), signature=signature, **remote)
+    assert signed.verdict == "correct"
+
+
+class Stateful:
+    """A layer-like cost that keeps its activations between calls: refuses to be entered
+    from two threads at once."""
+
+    def __init__(self, X, Y):
+        self.X, self.Y, self.busy = X, Y, False
+
+    def __call__(self, params):
+        if self.busy:
+            raise RuntimeError("called from two threads at once")
+        self.busy = True
+        try:
+            threading.Event().wait(0.0005)
+            return models.cost(params, self.X, self.Y)
+        finally:
+            self.busy = False
+
+
+def test_the_threads_of_one_worker_take_turns_with_a_python_cost():
+    from concurrent.futures import ThreadPoolExecutor
+
+    params, X, Y = models.make_mlp(5)
+    grads = models.grads(params, X, Y)
+    local = check(Stateful(X, Y), params, grads)
+    with ThreadPoolExecutor(2) as threads:
+        result = check(Stateful(X, Y), params, grads, executor=threads)
+    assert bits(result.approx) == bits(local.approx) and result.executor == "ThreadPoolExecutor"
+
+
+# --------------------------------------------------------------------------------------------
+# A worker killed mid-check.
+
+
+def killing_cost(params, X, Y, marker, caller, original):
+    """The MLP cost, except that the first worker process to see W1[0, 3] moved kills itself
+    (once: the marker file says it happened)."""
+    if os.getpid() != caller and params["W1"][0, 3] != original:
+        try:
+            descriptor = os.open(marker, os.O_CREAT | os.O_EXCL)
+        except FileExistsError:
+            pass
+        else:
+            os.close(descriptor)
+            os.kill(os.getpid(), signal.SIGKILL)
+    return models.cost(params, X, Y)
+
+
+def killing_args(tmp_path, params, X, Y):
+    return (X, Y, str(tmp_path / "killed"), os.getpid(), float(params["W1"][0, 3]))
+
+
+@pytest.mark.parametrize("kind", ["processes", "dask"])
+def test_killed_worker_gives_the_same_result(request, tmp_path, kind):
+    executor = "processes" if kind == "processes" else request.getfixturevalue("client")
+    options = {"n_workers": 2} if kind == "processes" else {}
+    params, X, Y = models.make_mlp(4)
+    grads = models.grads(params, X, Y, bug="dW2_doubled")
+    before = (snapshot(params), snapshot(grads))
+    args = killing_args(tmp_path, params, X, Y)
+    local = check(killing_cost, params, grads, args=args)
+    result = check(killing_cost, params, grads, args=args, executor=executor, **options)
+    assert (tmp_path / "killed").exists()  # a worker did die
+    assert bits(result.approx) == bits(local.approx) and result.verdict == "bug"
+    assert_untouched(params, grads, before)
+
+
+def test_killed_worker_of_a_callers_pool_names_the_lost_chunk(tmp_path):
+    params, X, Y = models.make_mlp(4)
+    grads = models.grads(params, X, Y)
+    before = (snapshot(params), snapshot(grads))
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("forkserver")) as own:
+        with pytest.raises(fastgc.ExecutorError, match=r"died during the check.*chunk\(s\) #\d"):
+            check(killing_cost, params, grads, args=killing_args(tmp_path, params, X, Y),
+                  executor=own)
+    assert_untouched(params, grads, before)
+
+
+# --------------------------------------------------------------------------------------------
+# What cannot be shipped, and a worker that computes differently.
+
+
+def test_unpicklable_cost_args_and_hook_are_named(remote, tmp_path):
+    params, X, Y = models.make_mlp(0)
+    grads = models.grads(params, X, Y)
+    before = (snapshot(params), snapshot(grads))
+    lock = threading.Lock()
+
+    def locked_cost(p, X, Y):
+        with lock:
+            return models.cost(p, X, Y)
+
+    with pytest.raises(fastgc.ExecutorError, match=r"the cost cannot be pickled.*lock"):
+        check(locked_cost, params, grads, args=(X, Y), **remote)
+    with open(tmp_path / "log.txt", "w") as log:
+        with pytest.raises(fastgc.ExecutorError, match=r"the args cannot be pickled"):
+            check(lambda p, X, Y, log: models.cost(p, X, Y), params, grads,
+                  args=(X, Y, log), **remote)
+    with pytest.raises(fastgc.ExecutorError, match=r"the reseed cannot be pickled"):
+        check(models.cost, params, grads, args=(X, Y), reseed=lambda: lock.acquire(False),
+              **remote)
+    assert_untouched(params, grads, before)
+
+
+def process_dependent_cost(params, X, Y, caller):
+    """The MLP cost, off by one part in 1e12 in any process but the caller's."""
+    return models.cost(params, X, Y) * (1.0 if os.getpid() == caller else 1.0 + 1e-12)
+
+
+def test_worker_computing_another_cost_is_refused(remote):
+    params, X, Y = models.make_mlp(0)
+    grads = models.grads(params, X, Y)
+    before = (snapshot(params), snapshot(grads))
+    with pytest.raises(fastgc.ExecutorError, match=r"computes J\(theta\) = .* where this process"):
+        check(process_dependent_cost, params, grads, args=(X, Y, os.getpid()), **remote)
+    assert_untouched(params, grads, before)
+
+
+def raising_cost(params, X, Y, original):
+    """The MLP cost, raising while W1[0, 3] is moved (in whichever process runs it)."""
+    if params["W1"][0, 3] != original:
+        raise FloatingPointError("planted")
+    return models.cost(params, X, Y)
+
+
+def test_a_cost_raising_in_a_worker_names_the_component(remote):
+    params, X, Y = models.make_mlp(0)
+    grads = models.grads(params, X, Y)
+    before = (snapshot(params), snapshot(grads))
+    with pytest.raises(fastgc.CostError, match=r"FloatingPointError: planted.*theta\[3\]") as info:
+        check(raising_cost, params, grads, args=(X, Y, float(params["W1"][0, 3])), **remote)
+    assert info.value.flat_index == 3 and info.value.location == ("W1", (0, 3))
+    assert_untouched(params, grads, before)
+
+
+def test_the_payload_leaves_the_dask_workers_after_a_check(client):
+    from fastgc.executors import _worker
+
+    params, X, Y = models.make_mlp(0)
+    check(models.cost, params, models.grads(params, X, Y), args=(X, Y), executor=client)
+    held = client.run(lambda: len(_worker._INSTALLED))
+    assert len(held) == 2 and set(held.values()) == {0}
+
+
+def test_options_of_executors_are_checked():
+    params, X, Y = models.make_mlp(0)
+    grads = models.grads(params, X, Y)
+    with pytest.raises(fastgc.InvalidInputError, match="executor must be one of"):
+        check(models.cost, params, grads, args=(X, Y), executor="threads")
+    with pytest.raises(fastgc.InvalidInputError, match="n_workers=2 applies to"):
+        check(models.cost, params, grads, args=(X, Y), n_workers=2)
+    with pytest.raises(fastgc.InvalidInputError, match="n_workers must be"):
+        check(models.cost, params, grads, args=(X, Y), executor="processes", n_workers=0)
+
+
+def test_c_cost_stays_local():
+    require_engine("numba")
+    params, X, Y = models.make_mlp(0)
+    with pytest.raises(fastgc.ExecutorError, match="C-level cost"):
+        check(models.c_cost(X, Y), params, models.grads(params, X, Y), executor="processes")
+
+
+# --------------------------------------------------------------------------------------------
+# The report.
+
+
+def test_report_suggests_processes_for_a_slow_one_thread_python_cost():
+    from fastgc._cost import Cost
+    from fastgc._layout import flatten
+    from fastgc._threads import usable_threads
+    from fastgc.executors import Placement, placement_hints
+
+    params, X, Y = models.make_mlp(0)
+    cost = Cost.classify(models.cost, (X, Y), flatten(params)[1])
+    slow = placement_hints(cost, Placement("local", 1, 1), 30.0)
+    assert bool(slow) == (usable_threads() > 1)
+    assert all('executor="processes"' in hint for hint in slow)
+    assert placement_hints(cost, Placement("local", 1, 1), 0.5) == ()
+    assert placement_hints(cost, Placement("processes", 2, 1), 30.0) == ()
+
+
+# --------------------------------------------------------------------------------------------
+# Ctrl-C in a real child process.
+
+CHILD = """
+import json, os, sys, time
+import numpy as np
+import fastgc, models
+from conftest import snapshot
+
+def slow_cost(params, X, Y):
+    time.sleep(0.004)
+    return models.cost(params, X, Y)
+
+def main(kind, address):
+    if kind == "dask":
+        from dask.distributed import Client
+        executor = Client(address)
+    elif kind == "pool":
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        executor = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("forkserver"))
+    else:
+        executor = "processes"
+    params, X, Y = models.make_mlp(0)
+    big = {"W": np.random.default_rng(0).standard_normal((60, 50))}
+    before = snapshot(big)
+    print("started", flush=True)
+    try:
+        fastgc.check(lambda p: slow_cost(params, X, Y) + float(np.sum(p["W"] ** 2)), big,
+                     {"W": 2 * big["W"]}, progress=False, executor=executor)
+        message = "not interrupted"
+    except KeyboardInterrupt as interrupt:
+        message = str(interrupt)
+    grads = models.grads(params, X, Y)
+    after = fastgc.check(models.cost, params, grads, args=(X, Y), progress=False,
+                         executor=executor)
+    print(json.dumps({"message": message, "verdict": str(after.verdict),
+                      "untouched": snapshot(big) == before}), flush=True)
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
+"""
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_ctrl_c_cancels_and_leaves_the_executor_usable(request, tmp_path, kind):
+    address = request.getfixturevalue("cluster").scheduler_address if kind == "dask" else ""
+    script = tmp_path / "child.py"
+    script.write_text(textwrap.dedent(CHILD))
+    paths = [str(SOURCE_DIR), str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+    child = subprocess.Popen([sys.executable, str(script), kind, address],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=environment)
+    try:
+        assert child.stdout.readline().strip() == "started"
+        # The check (3000 components at 4 ms per evaluation: about 12 s on two workers) is
+        # under way once the workers report; interrupt it then.
+        threading.Event().wait(2.0)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == 0, err
+    report = json.loads(out.splitlines()[-1])
+    assert "interrupted after" in report["message"] and "cancelled" in report["message"]
+    assert report["verdict"] == "correct" and report["untouched"]
+
+
+NO_GUARD = """
+import numpy as np, fastgc
+rng = np.random.default_rng(0)
+X = rng.standard_normal((3, 5))
+params = {"W": rng.standard_normal((2, 3))}
+def cost(p):
+    return float(np.sum(np.tanh(p["W"] @ X) ** 2))
+def grads(p):
+    A = np.tanh(p["W"] @ X)
+    return {"W": (2 * A * (1 - A**2)) @ X.T}
+print("checking")
+result = fastgc.check(cost, params, grads(params), executor="processes", n_workers=2,
+                      progress=False)
+print(result.verdict, result.executor)
+"""
+
+
+def test_a_script_without_a_main_guard_runs_its_check_once(tmp_path):
+    """fastgc's workers do not run the caller's script again (spawn and forkserver would)."""
+    script = tmp_path / "course.py"
+    script.write_text(NO_GUARD)
+    environment = {**os.environ, "PYTHONPATH": str(SOURCE_DIR)}
+    completed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                               env=environment, timeout=120, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines() == ["checking", "correct processes"]
