@@ -88,7 +88,25 @@ def _completed(futures: list) -> Iterable[Any]:
         yield from done
 
 
-class ProcessExecutor(RemoteExecutor):
+class _FuturesExecutor(RemoteExecutor):
+    """What the executors of ``concurrent.futures`` share: their futures, and a dead worker
+    seen as a broken pool."""
+
+    def _completed(self, futures: list) -> Iterable[Any]:
+        return _completed(futures)
+
+    def _result(self, future: Any) -> Any:
+        try:
+            return future.result()
+        except BrokenProcessPool as error:
+            raise LostWorker() from error
+
+    def _cancel(self, futures: list) -> None:
+        for future in futures:
+            future.cancel()
+
+
+class ProcessExecutor(_FuturesExecutor):
     """``n_workers`` processes of fastgc's own pool (see the module docstring)."""
 
     name = "processes"
@@ -134,19 +152,6 @@ class ProcessExecutor(RemoteExecutor):
             return self._pool.submit(_worker.run_pool_chunk, self.token, task.indices,
                                      task.steps)
 
-    def _completed(self, futures: list) -> Iterable[Any]:
-        return _completed(futures)
-
-    def _result(self, future: Any) -> Any:
-        try:
-            return future.result()
-        except BrokenProcessPool as error:
-            raise LostWorker() from error
-
-    def _cancel(self, futures: list) -> None:
-        for future in futures:
-            future.cancel()
-
     def _recover(self, tasks: list[Task]) -> None:
         if self.restarts >= MAX_RESTARTS:
             raise ExecutorError(
@@ -158,7 +163,7 @@ class ProcessExecutor(RemoteExecutor):
         self._pool = self._new_pool()
 
 
-class ExecutorAdapter(RemoteExecutor):
+class ExecutorAdapter(_FuturesExecutor):
     """Any ``concurrent.futures.Executor`` the caller made (see the module docstring)."""
 
     name = "executor"
@@ -196,19 +201,6 @@ class ExecutorAdapter(RemoteExecutor):
                 f"the {self.name} passed as executor= is broken (a worker process died "
                 "earlier) and cannot run tasks: make a new one"
             ) from error
-
-    def _completed(self, futures: list) -> Iterable[Any]:
-        return _completed(futures)
-
-    def _result(self, future: Any) -> Any:
-        try:
-            return future.result()
-        except BrokenProcessPool as error:
-            raise LostWorker() from error
-
-    def _cancel(self, futures: list) -> None:
-        for future in futures:
-            future.cancel()
 
     def _recover(self, tasks: list[Task]) -> None:
         raise ExecutorError(
