@@ -64,3 +64,14 @@ def test_a_signature_hook_that_raises_is_a_fastgc_error(inputs):
     with pytest.raises(fastgc.InvalidInputError,
                        match=r"the signature hook raised RuntimeError: masks unavailable"):
         check_option(inputs, signature=signature)
+
+
+def test_a_signature_hook_returning_what_numpy_cannot_read_is_a_fastgc_error(inputs):
+    class Unreadable:
+        def __array__(self, dtype=None, copy=None):
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad")
+
+    with pytest.raises(fastgc.InvalidInputError,
+                       match=r"the signature hook returned a list that cannot be read as arrays "
+                             r"\(RuntimeError: Can.t call numpy"):
+        check_option(inputs, signature=lambda p: [Unreadable()])

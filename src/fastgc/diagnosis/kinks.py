@@ -6,6 +6,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .._errors import InvalidInputError
+from .._validation import exception_text
+
 
 def signature_crossing(
     signature: Callable[..., Any], call_with: Callable[[np.ndarray], Any], theta: np.ndarray
@@ -44,8 +47,19 @@ def signature_crossing(
 
 
 def _signature_bytes(value: Any) -> bytes:
+    try:
+        return _bytes_of(value)
+    except Exception as error:  # an object NumPy cannot read (a tensor that requires grad)
+        raise InvalidInputError(
+            f"the signature hook returned a {type(value).__name__} that cannot be read as "
+            f"arrays ({type(error).__name__}: {exception_text(error)}); return NumPy arrays "
+            "(or lists, tuples or dicts of them)"
+        ) from error
+
+
+def _bytes_of(value: Any) -> bytes:
     if isinstance(value, (list, tuple)):
-        return b"|".join(_signature_bytes(v) for v in value)
+        return b"|".join(_bytes_of(v) for v in value)
     if isinstance(value, dict):
-        return b"|".join(_signature_bytes(v) for v in value.values())
+        return b"|".join(_bytes_of(v) for v in value.values())
     return np.ascontiguousarray(np.asarray(value)).tobytes()
