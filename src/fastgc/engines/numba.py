@@ -26,7 +26,7 @@ import numpy as np
 
 from .._cost import CostKind
 from .._errors import CostError
-from .._threads import in_forked_child, in_main_thread, numba_threads
+from .._threads import in_forked_child, in_main_thread, interrupts_deferred, numba_threads
 from ._base import Engine, Runner
 
 if TYPE_CHECKING:
@@ -303,7 +303,10 @@ class _NumbaDirectionalRunner:
     def __call__(self, lo: np.ndarray, hi: np.ndarray, seeds: np.ndarray, kinds: np.ndarray,
                  steps: np.ndarray, out: np.ndarray, failed: np.ndarray) -> None:
         if self._kernel is None:
-            self._kernel = self._choose()
+            # The first round compiles (or loads) the kernel: Ctrl-C waits for the compiler,
+            # as in the warm-up of the central kernel.
+            with interrupts_deferred():
+                self._kernel = self._choose()
         self._kernel(self.args, self.work, self.theta, self.dtheta, lo, hi, seeds, kinds, steps,
                      out, failed)
 
