@@ -63,6 +63,13 @@ def test_a_cheap_check_benchmark_runs(suite):
     bench.time_check("numba", 100, 1)
 
 
+def test_the_fixed_cost_benchmark_runs(suite):
+    bench = suite["bench_overhead"].TrackFixedCost()
+    bench.checks = 2
+    bench.setup(1)
+    assert np.isfinite(bench.track_fixed_us(1))
+
+
 def test_accuracy_benchmark_reports_a_correct_network(suite):
     bench = suite["bench_check"].TrackAccuracy()
     bench.setup(100)

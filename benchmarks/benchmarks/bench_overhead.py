@@ -65,3 +65,37 @@ class TrackCompile:
         result = fastgc.check(self.cost, self.mlp.theta, self.grads, args=self.mlp.args,
                               progress=False)
         return result.compile_seconds
+
+
+class TrackFixedCost:
+    """What a full check of the 99-parameter MLP costs beyond its evaluations, per check, in
+    microseconds: validation, baseline, thread and BLAS set-up, the plan, the serial replay of
+    a parallel run, diagnosis and report. The evaluations are counted at ``t_J`` each, the two
+    baseline ones serially and the 2n of the sweep spread over the threads."""
+
+    params = ([1, 2],)
+    param_names = ["n_threads"]
+    unit = "us per check"
+    timeout = 120.0
+    checks = 100
+
+    def setup(self, n_threads):
+        self.mlp = _models.make_mlp(100)
+        self.grads = _models.numpy_grads(self.mlp.theta, *self.mlp.args)
+        self.cost = _models.numba_cost()
+        self._check(n_threads)  # compile (or load) the cost and the kernels
+        t_J = _models.cost_seconds(self.mlp, seconds=0.05)
+        self.evaluation_seconds = 2 * t_J + 2 * self.mlp.n * t_J / n_threads
+
+    def _check(self, n_threads):
+        fastgc.check(self.cost, self.mlp.theta, self.grads, args=self.mlp.args,
+                     n_threads=n_threads, engine="numba", progress=False)
+
+    def track_fixed_us(self, n_threads):
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            for _ in range(self.checks):
+                self._check(n_threads)
+            best = min(best, (time.perf_counter() - started) / self.checks)
+        return (best - self.evaluation_seconds) * 1e6

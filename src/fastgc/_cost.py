@@ -153,7 +153,14 @@ class Cost:
 
     def n_compiled(self) -> int:
         """How many specialisations a Numba cost has compiled (0 for other costs)."""
-        return len(getattr(self.function, "signatures", ())) if self.kind is CostKind.NJIT else 0
+        if self.kind is not CostKind.NJIT:
+            return 0
+        # The dispatcher's dict of compiled versions: its ``signatures`` list is rebuilt on
+        # every read, some microseconds that a check would pay twice.
+        overloads = getattr(self.function, "overloads", None)
+        if isinstance(overloads, dict):
+            return len(overloads)
+        return len(getattr(self.function, "signatures", ()))
 
 
 def view_slots(structure: Any, where: str = "params") -> Any:

@@ -250,6 +250,7 @@ result = fastgc.check(cost, theta, a * np.cos(theta), args=(a,), engine="numba",
                       progress=False)
 # What a check runs, and the loop inside it (compiled with it when not loaded from the cache).
 kernels = (_numba_kernels.central_differences_at, _numba_kernels.block_norms)
+from fastgc.engines.numba import _extension_block_norms
 everything = kernels + (_numba_kernels.central_differences,)
 print(json.dumps({
     "verdict": str(result.verdict),
@@ -257,6 +258,8 @@ print(json.dumps({
     "hits": sum(sum(k.stats.cache_hits.values()) for k in kernels),
     "misses": sum(sum(k.stats.cache_misses.values()) for k in everything),
     "cached": [type(k._cache).__name__ for k in everything],
+    # The block norms are Numba's only when the extension, their twin, is not built.
+    "numba_norms": _extension_block_norms() is None,
 }))
 """
 
@@ -269,8 +272,9 @@ def test_a_new_process_with_a_warm_cache_compiles_nothing_of_fastgcs(tmp_path):
     cold = run_python(CACHE_SCRIPT, env=environment)
     warm = run_python(CACHE_SCRIPT, env=environment)
     assert cold["verdict"] == warm["verdict"] == "correct"
-    assert cold["misses"] == 3 and cold["hits"] == 0  # compiled, and saved in NUMBA_CACHE_DIR
-    assert warm["misses"] == 0 and warm["hits"] == 2  # loaded from the disk, nothing compiled
+    compiled = 3 if cold["numba_norms"] else 2
+    assert cold["misses"] == compiled and cold["hits"] == 0  # compiled, saved in NUMBA_CACHE_DIR
+    assert warm["misses"] == 0 and warm["hits"] == compiled - 1  # loaded, nothing compiled
     assert warm["approx"] == cold["approx"]
     assert any((tmp_path / "cache").rglob("*.nbi"))
 

@@ -60,7 +60,9 @@ def flag(
         Each one's error over its tolerance (NaN or inf where a value is not finite).
     """
     approx, dtheta, steps = evidence.approx, evidence.dtheta, evidence.steps
-    blind_blocks = _blind_blocks(evidence, floor_scale)
+    # Needed only where the floor hides a component, which it rarely does: found when first
+    # needed (it is a pass over all of theta, whatever the chunk).
+    blind_blocks: np.ndarray | None = None
     flagged, ratios = [], []
     for start in range(0, approx.shape[0], CHUNK):
         stop = min(approx.shape[0], start + CHUNK)
@@ -74,7 +76,9 @@ def flag(
             if np.isfinite(resolution):
                 hidden = floor > BLIND_SHARE * relative
                 blind = hidden & (floor > resolution)
-                if blind_blocks.any():
+                if blind_blocks is None and hidden.any():
+                    blind_blocks = _blind_blocks(evidence, floor_scale)
+                if blind_blocks is not None and blind_blocks.any():
                     blocks = evidence.layout.block_of(np.arange(start, stop))
                     blind |= hidden & blind_blocks[blocks]
                 outside |= blind & (error > rtol * relative)

@@ -226,8 +226,7 @@ def _aborted_at(work: np.ndarray, theta: np.ndarray, indices: np.ndarray) -> int
         # A sweep's round is a range: compare views, not gathered copies, and look closer
         # only when something moved.
         columns = slice(int(indices[0]), int(indices[-1]) + 1)
-        if np.array_equal(work_bits[:, columns], np.broadcast_to(
-                theta_bits[columns], work_bits[:, columns].shape)):
+        if not (work_bits[:, columns] != theta_bits[columns]).any():  # rows broadcast
             return None
     moved = work_bits[:, indices] != theta_bits[indices]
     if not moved.any():
