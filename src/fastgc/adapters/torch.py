@@ -68,7 +68,10 @@ def check_module(
         one at a time. torch's global random state is restored after the check, seed or not.
     **options
         Any further keyword argument of :func:`fastgc.check` (``eps``, ``thresholds``,
-        ``engine``, ``progress``, ...).
+        ``engine``, ``progress``, ...). ``executor="processes"`` (with ``n_workers=``) uses
+        every core: the evaluations run in worker processes, each of which receives the
+        module and the closure once and runs torch on one intra-op thread; your process
+        keeps its torch thread setting.
 
     Returns
     -------
