@@ -26,7 +26,10 @@ Methods (all with eps = 1e-7, central differences, every index covered):
   ``fastgc.torch.check_module`` (one evaluation at a time, torch's intra-op threads at p; and,
   for p > 1, ``n_threads=p`` evaluations side by side with torch on one thread each) and by
   ``torch.autograd.gradcheck(fast_mode=False)`` over the module's parameters through
-  ``torch.func.functional_call``; the "x torch gradcheck (module)" note gives the ratio;
+  ``torch.func.functional_call``; for p > 1, also ``check_module(executor="processes",
+  n_workers=p)``: p worker processes, torch on one intra-op thread in each, timed as a whole
+  check (starting the workers and importing torch in each included); the "x torch gradcheck
+  (module)" notes give the ratios;
 - numdifftools: ``numdifftools.Gradient(method="central")`` (if installed; small sizes only);
 - T_lim: the physical limit 2 n t_J / p, with t_J one evaluation of the njit cost on one core,
   timed from a compiled loop as fastgc's kernel calls it.
@@ -69,6 +72,7 @@ FASTGC = "fastgc (numba)"
 LIMIT = "T_lim = 2 n t_J / p"
 TORCH_MODULE_FASTGC = "fastgc.torch check_module"
 TORCH_MODULE_GRADCHECK = "torch gradcheck on the nn.Module (fast_mode=False)"
+TORCH_MODULE_PROCESSES = TORCH_MODULE_FASTGC + ' executor="processes" n_workers={p}'
 
 
 @dataclass
@@ -255,22 +259,33 @@ def _stopped_by_count(error):
     return False
 
 
-def fastgc_torch_module(mlp, n_threads=None):
+def fastgc_torch_module(mlp, n_threads=None, n_workers=None):
     """run(count) of ``fastgc.torch.check_module`` on the module (stopped after ``count``
     indices: the closure is called once for the gradients, twice for the baseline, then
-    twice per index)."""
+    twice per index). With ``n_workers``, the check runs on that many worker processes
+    (``executor="processes"``, torch on one thread in each), and only in full: ``count`` must
+    be None, since each worker counts its own calls."""
     import torch
 
     import fastgc.torch
 
     module, X, labels = torch_module(mlp)
-    closure = Counted(lambda m: torch.nn.functional.cross_entropy(m(X), labels))
+    def loss(m):
+        return torch.nn.functional.cross_entropy(m(X), labels)
+
+    on_workers = {} if n_workers is None else {"executor": "processes", "n_workers": n_workers}
+    # Shipped to the workers by value: a closure of this script's own classes would be
+    # pickled by reference, which fails where the script is not importable.
+    closure = loss if on_workers else Counted(loss)
 
     def run(count):
-        closure.start(None if count is None else 3 + 2 * count)
+        if on_workers and count is not None:
+            raise ValueError("a check on worker processes is timed in full only")
+        if not on_workers:
+            closure.start(None if count is None else 3 + 2 * count)
         try:
             result = fastgc.torch.check_module(module, closure, eps=EPS, n_threads=n_threads,
-                                               progress=False)
+                                               progress=False, **on_workers)
         except fastgc.FastGCError as error:
             if _stopped_by_count(error):
                 return None
@@ -279,6 +294,20 @@ def fastgc_torch_module(mlp, n_threads=None):
         return result
 
     return run
+
+
+def torch_module_on_workers(mlp, p, rows, budget, notes):
+    """The row of ``check_module(executor="processes", n_workers=p)``: a whole check, worker
+    start-up and torch's import in each worker included, best of two; run only when the
+    one-process check of the same module took at most ``budget`` seconds in full."""
+    serial = next(r for r in rows if (r.method, r.n, r.threads) == (TORCH_MODULE_FASTGC, mlp.n, p))
+    if serial.extrapolated or serial.seconds > budget:
+        notes.append(f"{TORCH_MODULE_PROCESSES.format(p=p)} at n={mlp.n:,}: skipped (the "
+                     f"one-process check takes {serial.seconds:.0f} s, over --budget)")
+        return []
+    run = fastgc_torch_module(mlp, n_workers=p)
+    seconds = best_of(lambda: run(None), 2)
+    return [Row(TORCH_MODULE_PROCESSES.format(p=p), mlp.n, p, seconds, False)]
 
 
 def torch_gradcheck_module(mlp):
@@ -441,6 +470,8 @@ def measure(sizes, threads, budget, fastgc_budget, sample_seconds, started_all):
                 for name, run in methods:
                     seconds, extrapolated = timed_baseline(run, n, budget, sample_seconds)
                     rows.append(Row(name, n, p, seconds, extrapolated))
+                if torch is not None and p > 1:
+                    rows.extend(torch_module_on_workers(mlp, p, rows, budget, notes))
             print(f"  measured n={n:,} at {p} thread(s) "
                   f"({time.perf_counter() - started_all:.0f} s so far)",
                   file=sys.stderr, flush=True)

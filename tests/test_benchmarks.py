@@ -208,6 +208,19 @@ def test_the_torch_benchmarks_run(suite):
     bench.time_check_module(100, 2, "side by side")
     with pytest.raises(NotImplementedError):
         bench.setup(100, 1, "side by side")
+    with pytest.raises(NotImplementedError):
+        bench.setup(100, 2, "processes")
+
+
+def test_the_torch_module_row_on_worker_processes_checks_in_full(compare, models):
+    pytest.importorskip("torch")
+    mlp = models.make_mlp(100)
+    run = compare.fastgc_torch_module(mlp, n_workers=2)
+    result = run(None)
+    assert (result.executor, result.n_workers, result.verdict) == ("processes", 2, "correct")
+    assert result.approx.tobytes() == compare.fastgc_torch_module(mlp)(None).approx.tobytes()
+    with pytest.raises(ValueError, match="in full only"):
+        run(3)
 
 
 def test_the_plans_benchmark_runs_at_its_smallest_size(suite):

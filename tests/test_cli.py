@@ -219,3 +219,44 @@ def test_the_check_runs_on_worker_processes(workdir):
     assert "on processes: 2 worker(s) x 1 thread(s)" in completed.stdout
     data = json.loads((workdir / "out.json").read_text())
     assert (data["executor"], data["n_workers"]) == ("processes", 2)
+
+
+def test_a_screen_passes_correct_gradients_and_finds_a_planted_bug(workdir):
+    arguments = ("mycosts:cost", "--params", "p.npz", "--args", "a.npz", "--plan", "screen")
+    completed = fastgc_check(workdir, *arguments, "--grads", "g.npz", "--json", "good.json")
+    assert completed.returncode == 0, completed.stderr
+    assert "plan screen" in completed.stdout
+    assert json.loads((workdir / "good.json").read_text())["plan"] == "screen"
+    completed = fastgc_check(workdir, *arguments, "--grads", "bad.npz", "--json", "bad.json")
+    assert completed.returncode == 1, completed.stderr
+    assert "look first at b" in completed.stdout
+    assert "kind of bug in b: sign flipped" in completed.stdout
+    data = json.loads((workdir / "bad.json").read_text())
+    assert (data["plan"], data["verdict"]) == ("screen", "bug")
+    assert [p["verdict"] for p in data["parameters"]] == ["correct", "bug"]
+
+
+@pytest.mark.parametrize("plan", ["sampled", "full"])
+def test_the_other_plans_and_a_budget_run_from_the_command_line(workdir, plan):
+    for choice in (("--plan", plan), ("--budget", "30")):
+        completed = fastgc_check(workdir, "mycosts:cost", "--params", "p.npz", "--grads",
+                                 "bad.npz", "--args", "a.npz", *choice, "--json", "out.json")
+        assert completed.returncode == 1, (choice, completed.stderr)
+        data = json.loads((workdir / "out.json").read_text())
+        assert data["verdict"] == "bug"
+        assert data["plan"] == (plan if choice[0] == "--plan" else "full")  # 16 evaluations fit
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (("--plan", "quick"), "argument --plan: invalid choice: 'quick'"),
+    (("--budget", "-1"), "argument --budget: must be a positive number of seconds, got '-1'"),
+    (("--budget", "soon"), "argument --budget: not a number of seconds: 'soon'"),
+    (("--plan", "screen", "--budget", "3"), "argument --budget: not allowed with argument --plan"),
+])
+def test_a_bad_plan_or_budget_is_a_usage_error(workdir, arguments, message):
+    completed = fastgc_check(workdir, "mycosts:cost", "--params", "p.npz", "--grads", "g.npz",
+                             "--args", "a.npz", *arguments)
+    assert completed.returncode == 2, (completed.stdout, completed.stderr)
+    assert completed.stdout == ""  # no check ran
+    assert message in completed.stderr
+    assert "Traceback" not in completed.stderr

@@ -104,11 +104,13 @@ def test_readme_entry_points_run_in_order_and_say_what_the_readme_claims(tmp_pat
     # The command line section: its command, run on the files the block before it wrote, with
     # the quick start's cost as mymodel.cost.
     (tmp_path / "mymodel.py").write_text(blocks[0])
-    (command,) = [line for text in bash_commands() for line in text.splitlines()
-                  if line.startswith("python -m fastgc check ")]
-    arguments = command.split()[1:]
-    completed = subprocess.run([sys.executable, *arguments], capture_output=True, text=True,
-                               cwd=tmp_path, timeout=300)
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert "CORRECT" in completed.stdout
+    commands = [line for text in bash_commands() for line in text.splitlines()
+                if line.startswith("python -m fastgc check ")]
+    assert len(commands) == 2 and "--plan screen" in commands[1]
+    for command in commands:
+        completed = subprocess.run([sys.executable, *command.split()[1:]], capture_output=True,
+                                   text=True, cwd=tmp_path, timeout=300)
+        assert completed.returncode == 0, completed.stdout + completed.stderr
+        assert "CORRECT" in completed.stdout
+    assert "plan screen" in completed.stdout
     assert (tmp_path / "result.json").exists() and (tmp_path / "result.png").exists()

@@ -26,9 +26,11 @@ def _module(size):
 
 class TimeTorchCheckModule:
     """A full ``check_module`` of the MLP as an nn.Module: one evaluation at a time (torch's
-    intra-op threads at n_threads), or n_threads evaluations side by side."""
+    intra-op threads at n_threads), n_threads evaluations side by side, or n_threads worker
+    processes (``executor="processes"``, torch on one thread in each; starting the workers
+    and importing torch in them included)."""
 
-    params = ([100, 2_000], [1, 2], ["serial", "side by side"])
+    params = ([100, 2_000], [1, 2], ["serial", "side by side", "processes"])
     param_names = ["size", "n_threads", "evaluations"]
     number = 1
     repeat = (2, 5, 10.0)
@@ -36,14 +38,20 @@ class TimeTorchCheckModule:
 
     def setup(self, size, n_threads, evaluations):
         torch, compare, mlp = _module(size)
-        if evaluations == "side by side" and n_threads == 1:
+        if evaluations != "serial" and n_threads == 1:
             raise NotImplementedError("one thread: the same as serial")
-        if size > 100 and (n_threads, evaluations) != (2, "side by side"):
-            raise NotImplementedError("at 2,000 parameters only the fastest way is timed, to "
+        if evaluations == "processes" and size == 100:
+            raise NotImplementedError("at 100 parameters the workers' start-up is all there is")
+        if size > 100 and (n_threads, evaluations) not in ((2, "side by side"),
+                                                          (2, "processes")):
+            raise NotImplementedError("at 2,000 parameters only the fastest ways are timed, to "
                                       "keep `asv run --quick` short (compare.py times the rest)")
         torch.set_num_threads(n_threads)
-        self.run = compare.fastgc_torch_module(
-            mlp, n_threads=n_threads if evaluations == "side by side" else None)
+        if evaluations == "processes":
+            self.run = compare.fastgc_torch_module(mlp, n_workers=n_threads)
+        else:
+            self.run = compare.fastgc_torch_module(
+                mlp, n_threads=n_threads if evaluations == "side by side" else None)
         self.run(None)  # warm: torch's first calls allocate and dispatch slowly
 
     def time_check_module(self, size, n_threads, evaluations):

@@ -1,6 +1,7 @@
 """``python -m fastgc check``: a gradient check from the command line, for CI.
 
     python -m fastgc check mymodule:cost --params p.npz --grads g.npz [--args a.npz]
+                           [--plan full|screen|sampled | --budget SECONDS]
                            [--json out.json] [--plot out.png]
 
 Exit status: 0 correct, 1 bug, suspicious or inconclusive (``--allow-suspicious``,
@@ -41,6 +42,11 @@ flat gradient), or module:function called once as grads(params, *args).
 writes) or arg0, arg1, ... are passed in the order of their numbers; other keys in the
 archive's order.
 
+--plan: full (every component, the default), screen (a few random directions per parameter
+block, a disagreeing block then localised), sampled (a seeded sample per block). --budget
+SECONDS: the full check if it fits the time, else the screen and as large a sample as time
+allows.
+
 Exit status: 0 correct, 1 bug, suspicious or inconclusive, 2 usage or input error.
 """
 
@@ -61,6 +67,12 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--loss-and-grads", action="store_true",
                         help="TARGET returns (loss, grads); then no --grads")
     parser.add_argument("--args", metavar="A.npz", help="positional arguments of TARGET (.npz)")
+    plans = parser.add_mutually_exclusive_group()
+    plans.add_argument("--plan", choices=("full", "screen", "sampled"),
+                       help="what is differenced: every component (full, the default), random "
+                       "directions per block (screen) or a sample (sampled)")
+    plans.add_argument("--budget", type=_seconds, metavar="SECONDS",
+                       help="the full check if it fits in SECONDS, else screen and sample")
     parser.add_argument("--json", metavar="OUT.json", help="write the result as JSON")
     parser.add_argument("--plot", metavar="OUT.png",
                         help='draw the result (needs pip install "fastgc[plot]")')
@@ -126,6 +138,8 @@ def _run(options: argparse.Namespace) -> int:
         "engine": options.engine,
         "executor": options.executor,
         "n_workers": options.workers,
+        "plan": options.plan,
+        "budget": options.budget,
     }
     if options.loss_and_grads:
         result = check_fn(target, params, **check_options)
@@ -144,6 +158,18 @@ def _run(options: argparse.Namespace) -> int:
     if options.allow_inconclusive:
         allowed.add("inconclusive")
     return EXIT_CORRECT if result.verdict.value in allowed else EXIT_FAILED
+
+
+def _seconds(text: str) -> float:
+    """``--budget``'s value: a positive, finite number of seconds (else argparse's usage
+    error, exit 2)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not np.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return seconds
 
 
 def _write(write: Callable[[], Any], flag: str, path: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 
 import numpy as np
 import pytest
@@ -303,3 +304,35 @@ def test_check_module_runs_in_worker_processes_bitwise_as_local():
     assert (remote.executor, remote.n_workers, remote.verdict) == ("processes", 2, "correct")
     assert remote.approx.tobytes() == local.approx.tobytes()
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_each_worker_unpacks_the_module_once_and_runs_torch_on_one_thread(tmp_path):
+    """Two workers share the cores, so each evaluates on one torch thread; the module reaches
+    each worker once (one copy of it evaluated there, over all the worker's chunks); the
+    caller's torch thread count is left as it was."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(30, 40), torch.nn.Tanh(),
+                                torch.nn.Linear(40, 3)).double()
+    X, y = torch.randn(32, 30, dtype=torch.float64), torch.randint(0, 3, (32,))
+    log = tmp_path / "evaluations.txt"
+    caller_threads = torch.get_num_threads()
+
+    def loss(m):
+        with open(log, "a") as handle:  # one line per evaluation: process, threads, copy
+            handle.write(f"{os.getpid()} {torch.get_num_threads()} {id(m)}\n")
+        return torch.nn.functional.cross_entropy(m(X), y)
+
+    result = fastgc.torch.check_module(model, loss, progress=False, executor="processes",
+                                       n_workers=2)
+    assert (result.executor, result.n_workers, result.verdict) == ("processes", 2, "correct")
+    assert torch.get_num_threads() == caller_threads
+    lines = [line.split() for line in log.read_text().splitlines()]
+    in_workers = [line for line in lines if int(line[0]) != os.getpid()]
+    n = sum(p.numel() for p in model.parameters())
+    assert len(in_workers) >= 2 * n  # every central difference ran in a worker
+    workers = {pid for pid, _, _ in in_workers}
+    assert len(workers) == 2
+    assert {threads for _, threads, _ in in_workers} == {"1"}
+    for pid in workers:
+        copies = {copy_id for worker, _, copy_id in in_workers if worker == pid}
+        assert len(copies) == 1, (pid, copies)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
+import os
 import threading
 from typing import Any, Callable, Iterator, Sequence
 
@@ -67,7 +68,10 @@ def check_module(
         one at a time. torch's global random state is restored after the check, seed or not.
     **options
         Any further keyword argument of :func:`fastgc.check` (``eps``, ``thresholds``,
-        ``engine``, ``progress``, ...).
+        ``engine``, ``progress``, ...). ``executor="processes"`` (with ``n_workers=``) uses
+        every core: the evaluations run in worker processes, each of which receives the
+        module and the closure once and runs torch on one intra-op thread; your process
+        keeps its torch thread setting.
 
     Returns
     -------
@@ -370,10 +374,12 @@ class _Replicas:
     def __getstate__(self) -> dict[str, Any]:
         # Sent to worker processes (executor=): the template travels, the copies and the
         # lock are made anew there.
-        return {"template": self.template, "names": self.names}
+        return {"template": self.template, "names": self.names, "origin": os.getpid()}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["template"], state["names"])  # type: ignore[misc]
+        if state.get("origin") != os.getpid():
+            _one_torch_thread_per_worker()
 
 
 def _module_gradients(
@@ -514,6 +520,19 @@ def _run_check(
     # Only side-by-side evaluations oversubscribe the cores.
     with _torch_threads(limit=count > 1):
         return check(cost, params, grads, n_threads=count, **options)
+
+
+def _one_torch_thread_per_worker() -> None:
+    """torch's intra-op threads at one in a worker process, for as long as it lives.
+
+    Called where a check's payload is unpacked in another process (once per worker): the
+    workers share the cores, one evaluation on one core each, and torch's own pool of a
+    thread per core in every worker would oversubscribe them as many times as there are
+    workers. The caller's process is never changed.
+    """
+    if torch.get_num_threads() != 1:
+        with interrupts_deferred():
+            torch.set_num_threads(1)
 
 
 @contextlib.contextmanager
