@@ -44,13 +44,17 @@ PLAIN_TASK_SECONDS = 4 * TASK_SECONDS
 # Imported once by the fork server, so that each worker starts in milliseconds.
 _PRELOAD = ["numpy", "threadpoolctl", "fastgc", "fastgc.executors._worker",
             "fastgc.executors.local"]
+_PRELOAD_IF_IMPORTED = ["numba", "scipy", "torch", "fastgc.adapters.torch"]
 
 
 def start_context() -> multiprocessing.context.BaseContext:
     """``forkserver`` where the platform has it (with fastgc preloaded), else ``spawn``."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(_PRELOAD)
+        # Heavy libraries the caller has imported are what its costs use: the fork server
+        # imports them once (when it starts), not every worker of every pool.
+        preload = _PRELOAD + [name for name in _PRELOAD_IF_IMPORTED if name in sys.modules]
+        context.set_forkserver_preload(preload)
         return context
     return multiprocessing.get_context("spawn")
 
