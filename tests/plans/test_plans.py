@@ -384,3 +384,41 @@ def test_the_screen_names_a_transposed_square_gradient():
     assert fastgc.bug_patterns(result) == {
         "W2": "transposed: the gradient of entry [i, j] sits at [j, i]"}
     assert result.evaluations < 0.05 * 2 * result.layout.size
+
+
+# --------------------------------------------------------------------------------------------
+# The progress bar of the partial plans
+
+
+@pytest.mark.parametrize("plan", ["screen", fastgc.Sampled(per_block=200, seed=2),
+                                  fastgc.Budget(1e-6)], ids=["screen", "sampled", "budget"])
+@pytest.mark.parametrize("rounds", ["whole", "small"])
+def test_partial_plans_show_a_bar_over_evaluations_and_change_nothing(plan, rounds, capsys,
+                                                                     monkeypatch):
+    params, cost, grads = wide_mlp()
+    buggy = with_bug(grads, "dW1", set_entry((3, 17), 1.5))
+    quiet = fastgc.check(cost, params, buggy, plan=plan, progress=False)
+    capsys.readouterr()
+    if rounds == "small":  # many rounds, each with a chunk's worth of tasks
+        import fastgc.executors.local as local
+        monkeypatch.setattr(local, "ROUND_SECONDS", 1e-12)
+    shown = fastgc.check(cost, params, buggy, plan=plan, progress=True)
+    err = capsys.readouterr().err
+    assert "fastgc:" in err and "eval" in err, err
+    import re
+    done, total = map(int, re.findall(r"(\d+)/(\d+) \[", err)[-1])
+    # A bar over the plan's evaluations (the baseline and the measurement of round-off come
+    # on top); tqdm may not redraw the last update before the bar is cleared.
+    assert done <= total and 0 < total <= shown.evaluations, err
+    assert shown.approx.tobytes() == quiet.approx.tobytes()
+    assert shown.evaluations == quiet.evaluations and shown.verdict == quiet.verdict
+    assert {k: p.verdict for k, p in shown.per_parameter.items()} == {
+        k: p.verdict for k, p in quiet.per_parameter.items()}
+    assert shown.coverage == quiet.coverage
+
+
+def test_partial_plans_show_no_bar_when_quick_or_refused(capsys):
+    params, cost, grads = wide_mlp()
+    for progress in (None, False):  # a check of well under 3 s shows none by default
+        fastgc.check(cost, params, grads, plan="screen", progress=progress)
+        assert "fastgc:" not in capsys.readouterr().err

@@ -68,6 +68,12 @@ class Screen(Plan):
         self.seed = _seed("seed", seed)
 
     def run(self, context: PlanContext) -> PlanOutcome:
+        try:
+            return self._run(context)
+        finally:
+            context.close()
+
+    def _run(self, context: PlanContext) -> PlanOutcome:
         layout, dtheta = context.layout, context.dtheta
         rng = np.random.default_rng(self.seed)
         noise = _noise(context)
@@ -94,6 +100,7 @@ class Screen(Plan):
         indices = (np.unique(np.concatenate(list(components.values()))) if components
                    else np.empty(0, np.int64))
         approx = dtheta.copy()
+        context.expect(2 * indices.shape[0])
         approx[indices] = context.differences(indices)
         checked = np.zeros(layout.size, dtype=bool)
         checked[indices] = True
@@ -114,6 +121,7 @@ class Screen(Plan):
         for k, (lo, hi) in blocks.items():
             for _ in range(self.directions):
                 batch.add(lo, hi, step, True, k)
+        context.expect(2 * batch.size)
         out = context.directions(batch.freeze())
         return Screening(batch, out, significant(out, noise, rtol), noise, rtol)
 
