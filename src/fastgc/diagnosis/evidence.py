@@ -28,6 +28,9 @@ class Evidence:
         J at the unperturbed theta.
     block_norms : ndarray of float64, shape (n_blocks, 3)
         Per block, the squared norms of ``approx - dtheta``, ``approx`` and ``dtheta``.
+    measured_roundoff : float or None
+        The round-off of J already measured on ``roundoff_sample`` at these steps (by a plan
+        that needed it), or None to measure it here when needed.
     """
 
     approx: np.ndarray
@@ -36,3 +39,4 @@ class Evidence:
     steps: StepRule
     cost_at_theta: float
     block_norms: np.ndarray
+    measured_roundoff: float | None = None

@@ -200,6 +200,9 @@ class PlanOutcome:
     # Verdicts the plan reached from directions alone, and the difference they estimate.
     block_verdicts: dict[str, Verdict] = field(default_factory=dict)
     block_estimates: dict[str, float] = field(default_factory=dict)
+    # The round-off of J the plan measured (on ``roundoff_sample``, at the check's steps),
+    # which the diagnosis then need not measure again.
+    measured_roundoff: float | None = None
 
     def overall_difference(self, diagnosis: "Diagnosis", full: float) -> float:
         """The lecture's number over all of theta for a full check; for a partial one, the

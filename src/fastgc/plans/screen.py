@@ -76,7 +76,7 @@ class Screen(Plan):
     def _run(self, context: PlanContext) -> PlanOutcome:
         layout, dtheta = context.layout, context.dtheta
         rng = np.random.default_rng(self.seed)
-        noise = _noise(context)
+        noise, measured = _noise(context)
         rtol = context.thresholds[0]
         step = context.steps.eps
         screened, non_finite = _split_blocks(layout, dtheta)
@@ -111,7 +111,7 @@ class Screen(Plan):
             checked[fresh] = True
             components[k] = np.union1d(components[k], fresh)
         outcome = PlanOutcome(approx, checked, {}, context.evaluations, self.name,
-                              notes=(SCREEN_NOTE,))
+                              notes=(SCREEN_NOTE,), measured_roundoff=measured)
         _judge(outcome, layout, context.thresholds, (first, second), searches, components,
                non_finite)
         return outcome
@@ -162,12 +162,13 @@ class Screening:
             return float(np.median(self.rtol + 2.0 * self.noise.bound / size))
 
 
-def _noise(context: PlanContext) -> Noise:
-    """The noise of J, measured on a few components, as the full check does when needed."""
+def _noise(context: PlanContext) -> tuple[Noise, float]:
+    """The noise of J, and the round-off behind it, measured on the components the full
+    check's diagnosis measures it on (which then uses this measurement)."""
     sample = roundoff_sample(context.layout.size)
     measured = measure_roundoff(context.prober.near, context.cost_at_theta, sample,
                                 context.steps)
-    return Noise.estimate(context.cost_at_theta, context.layout.dtype, measured)
+    return Noise.estimate(context.cost_at_theta, context.layout.dtype, measured), measured
 
 
 def _probe_lines(context, searches, components, approx, noise, step, rng):
