@@ -203,6 +203,8 @@ class PlanOutcome:
     # The round-off of J the plan measured (on ``roundoff_sample``, at the check's steps),
     # which the diagnosis then need not measure again.
     measured_roundoff: float | None = None
+    # Blocks the plan's directions showed wrong as a whole (numbers, see Evidence).
+    decided_blocks: frozenset = frozenset()
 
     def overall_difference(self, diagnosis: "Diagnosis", full: float) -> float:
         """The lecture's number over all of theta for a full check; for a partial one, the

@@ -114,6 +114,9 @@ class Screen(Plan):
                               notes=(SCREEN_NOTE,), measured_roundoff=measured)
         _judge(outcome, layout, context.thresholds, (first, second), searches, components,
                non_finite)
+        outcome.decided_blocks = frozenset(
+            k for k, search in searches.items() if search.wide
+            and outcome.block_verdicts.get(layout.names[k]) is Verdict.BUG)
         return outcome
 
     def _screen(self, context, blocks, step, noise, rtol, rng) -> "Screening":
