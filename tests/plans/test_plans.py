@@ -422,3 +422,25 @@ def test_partial_plans_show_no_bar_when_quick_or_refused(capsys):
     for progress in (None, False):  # a check of well under 3 s shows none by default
         fastgc.check(cost, params, grads, plan="screen", progress=progress)
         assert "fastgc:" not in capsys.readouterr().err
+
+
+def test_a_block_wide_error_is_confirmed_by_a_few_reexaminations_counted_honestly():
+    params, cost, grads = wide_mlp()
+    buggy = with_bug(grads, "db1", lambda g: 4.0 * g)
+    calls = 0
+
+    def counted(p):
+        nonlocal calls
+        calls += 1
+        return cost(p)
+
+    result = fastgc.check(counted, params, buggy, plan="screen", engine="python",
+                          progress=False)
+    assert {n for n, p in result.per_parameter.items() if p.verdict == "bug"} == {"b1"}
+    assert result.evaluations == calls  # every evaluation counted, none hidden
+    likely = [e for e in result.worst(50) if (e.label or "").startswith("likely bug")]
+    assert len(likely) == 3 and {e.name for e in likely} == {"b1"}
+    # Every sampled component of b1 disagrees, examined or not.
+    sampled = [e for e in result.worst(50) if e.name == "b1"]
+    assert len(sampled) == result.coverage["b1"].components
+    assert all(abs(e.numeric - e.analytic) > 0.5 * abs(e.analytic) for e in sampled)
