@@ -444,3 +444,57 @@ def test_a_block_wide_error_is_confirmed_by_a_few_reexaminations_counted_honestl
     sampled = [e for e in result.worst(50) if e.name == "b1"]
     assert len(sampled) == result.coverage["b1"].components
     assert all(abs(e.numeric - e.analytic) > 0.5 * abs(e.analytic) for e in sampled)
+
+
+# --------------------------------------------------------------------------------------------
+# The complex step
+
+
+def complex_safe_mlp(dtype=np.float64):
+    """``wide_mlp`` with a cost written for complex input too (no cast to float, no max)."""
+    params, _, grads = wide_mlp(dtype=dtype)
+    rng = np.random.default_rng(0)  # the data of wide_mlp(seed=0)
+    X = rng.standard_normal((100, 32)).astype(dtype)
+    Y = np.eye(10, dtype=dtype)[:, rng.integers(0, 10, 32)]
+
+    def cost(p):
+        Z = p["W2"] @ np.tanh(p["W1"] @ X + p["b1"]) + p["b2"]
+        return -np.sum(Y * (Z - np.log(np.exp(Z).sum(axis=0, keepdims=True)))) / 32
+
+    return params, cost, grads
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_complex_step_screen_finds_a_planted_bug_and_passes_a_correct_cost(dtype):
+    params, cost, grads = complex_safe_mlp(dtype)
+    screen = fastgc.Screen(complex_step=True)
+    correct = fastgc.check(cost, params, grads, plan=screen, progress=False)
+    assert correct.verdict == "correct", str(correct)
+    buggy = fastgc.check(cost, params, with_bug(grads, "db2", lambda g: 2.0 * g),
+                         plan=screen, progress=False)
+    assert {n for n, p in buggy.per_parameter.items() if p.verdict == "bug"} == {"b2"}, (
+        str(buggy))
+    assert buggy.coverage["b2"].directions >= 8  # confirmed before it was reported
+
+
+def test_complex_step_resolves_float32_blocks_plain_differences_cannot():
+    params, cost, grads = complex_safe_mlp(np.float32)
+    plain = fastgc.check(cost, params, grads, plan="screen", progress=False)
+    complex_ = fastgc.check(cost, params, grads, plan=fastgc.Screen(complex_step=True),
+                            progress=False)
+    for name in params:
+        limit = complex_.coverage[name].detection_limit
+        assert 0 < limit < 1e-2 and complex_.coverage[name].components == 0
+        # Plain float32 differences are far coarser: sampled instead, or a limit 10x larger.
+        assert (plain.coverage[name].components > 0
+                or plain.coverage[name].detection_limit > 10 * limit), name
+    assert complex_.evaluations < plain.evaluations
+
+
+def test_complex_step_says_clearly_when_the_cost_does_not_take_complex_input():
+    params, cost, grads = complex_safe_mlp()
+    with pytest.raises(fastgc.CostTypeError, match="complex_step=True: .*complex"):
+        fastgc.check(lambda p: cost({k: np.asarray(v, float) for k, v in p.items()}), params,
+                     grads, plan=fastgc.Screen(complex_step=True), progress=False)
+    with pytest.raises(fastgc.InvalidInputError, match="complex_step must be True or False"):
+        fastgc.Screen(complex_step=1)

@@ -17,6 +17,8 @@ from .._result import BlockCoverage, Verdict
 from ..diagnosis import Noise, measure_roundoff
 from ..diagnosis.noise import roundoff_sample
 from ._base import DirectionBatch, Plan, PlanContext, PlanOutcome, significant
+from .._errors import InvalidInputError
+from .complex_step import complex_directions
 from .localise import UNRESOLVED_SAMPLE, Search, localise, spread
 from .sampled import _positive_int, _seed
 
@@ -63,9 +65,13 @@ class Screen(Plan):
 
     name = "screen"
 
-    def __init__(self, directions: int = 4, seed: int = 0) -> None:
+    def __init__(self, directions: int = 4, seed: int = 0, complex_step: bool = False) -> None:
         self.directions = _positive_int("directions", directions)
         self.seed = _seed("seed", seed)
+        if not isinstance(complex_step, bool):
+            raise InvalidInputError(f"complex_step must be True or False, got "
+                                    f"{complex_step!r}")
+        self.complex_step = complex_step
 
     def run(self, context: PlanContext) -> PlanOutcome:
         try:
@@ -124,12 +130,19 @@ class Screen(Plan):
         for k, (lo, hi) in blocks.items():
             for _ in range(self.directions):
                 batch.add(lo, hi, step, True, k)
-        context.expect(2 * batch.size)
-        out = context.directions(batch.freeze())
+        if self.complex_step:
+            # Nothing is subtracted: the only floor is the cost's own relative precision.
+            noise = Noise(0.0, 0.0)
+            context.expect(batch.size)
+            out = complex_directions(context, batch.freeze())
+        else:
+            context.expect(2 * batch.size)
+            out = context.directions(batch.freeze())
         return Screening(batch, out, significant(out, noise, rtol), noise, rtol)
 
     def __repr__(self) -> str:
-        return f"fastgc.Screen(directions={self.directions}, seed={self.seed})"
+        extra = ", complex_step=True" if self.complex_step else ""
+        return f"fastgc.Screen(directions={self.directions}, seed={self.seed}{extra})"
 
 
 class Screening:
