@@ -498,3 +498,15 @@ def test_complex_step_says_clearly_when_the_cost_does_not_take_complex_input():
                      grads, plan=fastgc.Screen(complex_step=True), progress=False)
     with pytest.raises(fastgc.InvalidInputError, match="complex_step must be True or False"):
         fastgc.Screen(complex_step=1)
+
+
+def test_complex_step_refuses_a_compiled_cost_by_name():
+    import numba
+
+    @numba.njit
+    def cubes(theta):
+        return np.sum(theta**3)
+
+    w = np.linspace(-1.0, 1.0, 50)
+    with pytest.raises(fastgc.InvalidInputError, match="complex_step=True needs a Python cost"):
+        fastgc.check(cubes, w, 3 * w**2, plan=fastgc.Screen(complex_step=True), progress=False)
