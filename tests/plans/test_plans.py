@@ -510,3 +510,24 @@ def test_complex_step_refuses_a_compiled_cost_by_name():
     w = np.linspace(-1.0, 1.0, 50)
     with pytest.raises(fastgc.InvalidInputError, match="complex_step=True needs a Python cost"):
         fastgc.check(cubes, w, 3 * w**2, plan=fastgc.Screen(complex_step=True), progress=False)
+
+
+def test_ctrl_c_under_the_bar_closes_it_and_says_how_far_the_plan_got(capsys):
+    from tqdm import tqdm
+
+    params, cost, grads = wide_mlp()
+    before = {k: v.copy() for k, v in params.items()}
+    calls = 0
+
+    def interrupted(p):
+        nonlocal calls
+        calls += 1
+        if calls == 60:  # inside the directions of the screen
+            raise KeyboardInterrupt
+        return cost(p)
+
+    with pytest.raises(KeyboardInterrupt, match=r"interrupted after \d+ cost evaluations"):
+        fastgc.check(interrupted, params, grads, plan="screen", engine="python", progress=True)
+    assert "fastgc:" in capsys.readouterr().err
+    assert not list(getattr(tqdm, "_instances", []))  # the bar was closed
+    assert all(params[k].tobytes() == before[k].tobytes() for k in params)
