@@ -298,7 +298,8 @@ def _diagnose(
     norms = problem.engine.block_norms(outcome.approx, problem.dtheta, problem.layout.offsets)
     evidence = Evidence(approx=outcome.approx, dtheta=problem.dtheta, layout=problem.layout,
                         steps=problem.steps, cost_at_theta=problem.baseline.value,
-                        block_norms=norms)
+                        block_norms=norms, measured_roundoff=outcome.measured_roundoff,
+                        decided_blocks=outcome.decided_blocks)
     diagnosis = diagnose(evidence, thresholds, prober, crossed)
     return outcome.merge(diagnosis, problem.layout, problem.dtheta), norms
 

@@ -384,3 +384,150 @@ def test_the_screen_names_a_transposed_square_gradient():
     assert fastgc.bug_patterns(result) == {
         "W2": "transposed: the gradient of entry [i, j] sits at [j, i]"}
     assert result.evaluations < 0.05 * 2 * result.layout.size
+
+
+# --------------------------------------------------------------------------------------------
+# The progress bar of the partial plans
+
+
+@pytest.mark.parametrize("plan", ["screen", fastgc.Sampled(per_block=200, seed=2),
+                                  fastgc.Budget(1e-6)], ids=["screen", "sampled", "budget"])
+@pytest.mark.parametrize("rounds", ["whole", "small"])
+def test_partial_plans_show_a_bar_over_evaluations_and_change_nothing(plan, rounds, capsys,
+                                                                     monkeypatch):
+    params, cost, grads = wide_mlp()
+    buggy = with_bug(grads, "dW1", set_entry((3, 17), 1.5))
+    quiet = fastgc.check(cost, params, buggy, plan=plan, progress=False)
+    capsys.readouterr()
+    if rounds == "small":  # many rounds, each with a chunk's worth of tasks
+        import fastgc.executors.local as local
+        monkeypatch.setattr(local, "ROUND_SECONDS", 1e-12)
+    shown = fastgc.check(cost, params, buggy, plan=plan, progress=True)
+    err = capsys.readouterr().err
+    assert "fastgc:" in err and "eval" in err, err
+    import re
+    done, total = map(int, re.findall(r"(\d+)/(\d+) \[", err)[-1])
+    # A bar over the plan's evaluations (the baseline and the measurement of round-off come
+    # on top); tqdm may not redraw the last update before the bar is cleared.
+    assert done <= total and 0 < total <= shown.evaluations, err
+    assert shown.approx.tobytes() == quiet.approx.tobytes()
+    assert shown.evaluations == quiet.evaluations and shown.verdict == quiet.verdict
+    assert {k: p.verdict for k, p in shown.per_parameter.items()} == {
+        k: p.verdict for k, p in quiet.per_parameter.items()}
+    assert shown.coverage == quiet.coverage
+
+
+def test_partial_plans_show_no_bar_when_quick_or_refused(capsys):
+    params, cost, grads = wide_mlp()
+    for progress in (None, False):  # a check of well under 3 s shows none by default
+        fastgc.check(cost, params, grads, plan="screen", progress=progress)
+        assert "fastgc:" not in capsys.readouterr().err
+
+
+def test_a_block_wide_error_is_confirmed_by_a_few_reexaminations_counted_honestly():
+    params, cost, grads = wide_mlp()
+    buggy = with_bug(grads, "db1", lambda g: 4.0 * g)
+    calls = 0
+
+    def counted(p):
+        nonlocal calls
+        calls += 1
+        return cost(p)
+
+    result = fastgc.check(counted, params, buggy, plan="screen", engine="python",
+                          progress=False)
+    assert {n for n, p in result.per_parameter.items() if p.verdict == "bug"} == {"b1"}
+    assert result.evaluations == calls  # every evaluation counted, none hidden
+    likely = [e for e in result.worst(50) if (e.label or "").startswith("likely bug")]
+    assert len(likely) == 3 and {e.name for e in likely} == {"b1"}
+    # Every sampled component of b1 disagrees, examined or not.
+    sampled = [e for e in result.worst(50) if e.name == "b1"]
+    assert len(sampled) == result.coverage["b1"].components
+    assert all(abs(e.numeric - e.analytic) > 0.5 * abs(e.analytic) for e in sampled)
+
+
+# --------------------------------------------------------------------------------------------
+# The complex step
+
+
+def complex_safe_mlp(dtype=np.float64):
+    """``wide_mlp`` with a cost written for complex input too (no cast to float, no max)."""
+    params, _, grads = wide_mlp(dtype=dtype)
+    rng = np.random.default_rng(0)  # the data of wide_mlp(seed=0)
+    X = rng.standard_normal((100, 32)).astype(dtype)
+    Y = np.eye(10, dtype=dtype)[:, rng.integers(0, 10, 32)]
+
+    def cost(p):
+        Z = p["W2"] @ np.tanh(p["W1"] @ X + p["b1"]) + p["b2"]
+        return -np.sum(Y * (Z - np.log(np.exp(Z).sum(axis=0, keepdims=True)))) / 32
+
+    return params, cost, grads
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_complex_step_screen_finds_a_planted_bug_and_passes_a_correct_cost(dtype):
+    params, cost, grads = complex_safe_mlp(dtype)
+    screen = fastgc.Screen(complex_step=True)
+    correct = fastgc.check(cost, params, grads, plan=screen, progress=False)
+    assert correct.verdict == "correct", str(correct)
+    buggy = fastgc.check(cost, params, with_bug(grads, "db2", lambda g: 2.0 * g),
+                         plan=screen, progress=False)
+    assert {n for n, p in buggy.per_parameter.items() if p.verdict == "bug"} == {"b2"}, (
+        str(buggy))
+    assert buggy.coverage["b2"].directions >= 8  # confirmed before it was reported
+
+
+def test_complex_step_resolves_float32_blocks_plain_differences_cannot():
+    params, cost, grads = complex_safe_mlp(np.float32)
+    plain = fastgc.check(cost, params, grads, plan="screen", progress=False)
+    complex_ = fastgc.check(cost, params, grads, plan=fastgc.Screen(complex_step=True),
+                            progress=False)
+    for name in params:
+        limit = complex_.coverage[name].detection_limit
+        assert 0 < limit < 1e-2 and complex_.coverage[name].components == 0
+        # Plain float32 differences are far coarser: sampled instead, or a limit 10x larger.
+        assert (plain.coverage[name].components > 0
+                or plain.coverage[name].detection_limit > 10 * limit), name
+    assert complex_.evaluations < plain.evaluations
+
+
+def test_complex_step_says_clearly_when_the_cost_does_not_take_complex_input():
+    params, cost, grads = complex_safe_mlp()
+    with pytest.raises(fastgc.CostTypeError, match="complex_step=True: .*complex"):
+        fastgc.check(lambda p: cost({k: np.asarray(v, float) for k, v in p.items()}), params,
+                     grads, plan=fastgc.Screen(complex_step=True), progress=False)
+    with pytest.raises(fastgc.InvalidInputError, match="complex_step must be True or False"):
+        fastgc.Screen(complex_step=1)
+
+
+def test_complex_step_refuses_a_compiled_cost_by_name():
+    import numba
+
+    @numba.njit
+    def cubes(theta):
+        return np.sum(theta**3)
+
+    w = np.linspace(-1.0, 1.0, 50)
+    with pytest.raises(fastgc.InvalidInputError, match="complex_step=True needs a Python cost"):
+        fastgc.check(cubes, w, 3 * w**2, plan=fastgc.Screen(complex_step=True), progress=False)
+
+
+def test_ctrl_c_under_the_bar_closes_it_and_says_how_far_the_plan_got(capsys):
+    from tqdm import tqdm
+
+    params, cost, grads = wide_mlp()
+    before = {k: v.copy() for k, v in params.items()}
+    calls = 0
+
+    def interrupted(p):
+        nonlocal calls
+        calls += 1
+        if calls == 60:  # inside the directions of the screen
+            raise KeyboardInterrupt
+        return cost(p)
+
+    with pytest.raises(KeyboardInterrupt, match=r"interrupted after \d+ cost evaluations"):
+        fastgc.check(interrupted, params, grads, plan="screen", engine="python", progress=True)
+    assert "fastgc:" in capsys.readouterr().err
+    assert not list(getattr(tqdm, "_instances", []))  # the bar was closed
+    assert all(params[k].tobytes() == before[k].tobytes() for k in params)

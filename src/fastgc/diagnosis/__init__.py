@@ -178,8 +178,10 @@ def _noise_and_flagged(
     if flagged.size and prober is not None:
         # A measured round-off can only raise the floor and clear components, so it is
         # needed only when some disagree.
-        sample = roundoff_sample(evidence.layout.size)
-        measured = measure_roundoff(prober.near, cost_at_theta, sample, evidence.steps)
+        measured = evidence.measured_roundoff
+        if measured is None:
+            sample = roundoff_sample(evidence.layout.size)
+            measured = measure_roundoff(prober.near, cost_at_theta, sample, evidence.steps)
         noise = Noise.estimate(cost_at_theta, dtype, measured)
         flagged, ratio = flag(evidence, correct, noise.bound, finest)
     return noise, flagged, ratio

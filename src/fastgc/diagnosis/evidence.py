@@ -28,6 +28,13 @@ class Evidence:
         J at the unperturbed theta.
     block_norms : ndarray of float64, shape (n_blocks, 3)
         Per block, the squared norms of ``approx - dtheta``, ``approx`` and ``dtheta``.
+    measured_roundoff : float or None
+        The round-off of J already measured on ``roundoff_sample`` at these steps (by a plan
+        that needed it), or None to measure it here when needed.
+    decided_blocks : frozenset of int
+        Blocks already shown wrong as a whole by independent evidence (random directions
+        disagreeing alike at two steps): a few stable wrong components confirm them, so
+        fewer are re-examined there.
     """
 
     approx: np.ndarray
@@ -36,3 +43,5 @@ class Evidence:
     steps: StepRule
     cost_at_theta: float
     block_norms: np.ndarray
+    measured_roundoff: float | None = None
+    decided_blocks: frozenset = frozenset()

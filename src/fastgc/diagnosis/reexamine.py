@@ -37,6 +37,9 @@ REEXAMINE_FRACTION = 0.05
 REEXAMINE_MINIMUM = 256
 REEXAMINE_MAXIMUM = 2000
 ENOUGH_EVIDENCE = 16
+# In a block already shown wrong as a whole (``Evidence.decided_blocks``), this many stable
+# wrong components confirm it; one that clears lets re-examination go on as elsewhere.
+ENOUGH_IN_DECIDED = 3
 # The steps, as multiples of h, at which the cost is evaluated on both sides.
 STEP_FACTORS = (0.25, 0.5, 1.0, 2.0, 8.0, 16.0)
 # The ladder of larger steps: at most this many doublings beyond 16h, never beyond
@@ -525,7 +528,9 @@ def _reexamine_within_budget(
     cleared_blocks: set[int] = set()
     for i in select(candidates, ratio, layout, budget):
         i, block = int(i), int(layout.block_of(i))
-        if bugs_per_block[block] >= ENOUGH_EVIDENCE:
+        enough = (ENOUGH_IN_DECIDED if block in evidence.decided_blocks
+                  and block not in cleared_blocks else ENOUGH_EVIDENCE)
+        if bugs_per_block[block] >= enough:
             continue
         examined.add(i)
         result = reexamine(i, float(evidence.dtheta[i]), evidence.steps.at(i), examination)

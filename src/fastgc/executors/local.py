@@ -162,7 +162,7 @@ class LocalSession:
         n, n_chunks = self.executor.theta.shape[0], self.executor.n_chunks
         seconds_per_index = 2.0 * max(seconds_per_cost, 1e-8) / n_chunks
         show = progress if progress is not None else n * seconds_per_index > PROGRESS_AFTER_SECONDS
-        bar = _progress_bar(n) if show else None
+        bar = progress_bar(n) if show else None
         done = 0
         try:
             while done < n:
@@ -210,12 +210,12 @@ def round_size(remaining: int, n_chunks: int, seconds_per_index: float) -> int:
     return int(min(remaining, MAX_ROUND, max(n_chunks, ROUND_SECONDS / seconds_per_index)))
 
 
-def _progress_bar(total: int):
+def progress_bar(total: int, unit: str = "param", initial: int = 0):
     if sys.stderr is None:  # pythonw, services: there is nowhere to draw the bar
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="fastgc", unit="param", leave=False)
+    return tqdm(total=total, desc="fastgc", unit=unit, leave=False, initial=initial)
 
 
 def _aborted_at(work: np.ndarray, theta: np.ndarray, indices: np.ndarray) -> int | None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from .._result import BlockCoverage, ParameterReport, Verdict, worst_verdict
 from ..diagnosis import Noise
+from ..executors.local import PROGRESS_AFTER_SECONDS, progress_bar, round_size
 
 if TYPE_CHECKING:
     from .._layout import Layout
@@ -49,15 +50,64 @@ class PlanContext:
     thresholds: tuple[float, float]  # effective (correct, bug)
     prober: "Prober"
     evaluations: int = 0  # spent by the plan through the session
+    expected: int = 0  # evaluations the plan has announced so far (see ``expect``)
+    bar: object = None  # the progress bar over evaluations, once shown
+
+    def expect(self, evaluations: int) -> None:
+        """Announce ``evaluations`` more to come. The bar over evaluations appears, as the
+        full check's does, once the work announced is expected to take over 3 seconds."""
+        self.expected += int(evaluations)
+        if self.bar is not None:
+            self.bar.total = max(self.expected, self.evaluations)
+            self.bar.refresh()
+        elif self._shows(self.expected):
+            self.bar = progress_bar(self.expected, unit="eval", initial=self.evaluations)
+
+    def _shows(self, evaluations: int) -> bool:
+        if self.progress is not None:
+            return self.progress
+        seconds = evaluations * max(self.seconds_per_cost, 1e-8) / self.n_chunks
+        return seconds > PROGRESS_AFTER_SECONDS
+
+    def close(self) -> None:
+        """Close the progress bar, if one was shown."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def _advance(self, evaluations: int) -> None:
+        self.evaluations += evaluations
+        if self.bar is not None:
+            if self.evaluations > self.bar.total:
+                self.bar.total = self.evaluations
+            self.bar.update(evaluations)
 
     def differences(self, indices: np.ndarray) -> np.ndarray:
-        """Central differences along ``indices`` (int64), at the check's steps."""
+        """Central differences along ``indices`` (int64), at the check's steps; in rounds
+        when a bar is shown, so that it moves."""
         approx = np.empty(indices.shape[0])
-        if indices.size:
+        for start, stop in self._rounds(indices.shape[0], 2):
             with self._interruptible():
-                self.session.differences(indices, self.steps.take(indices), approx)
-        self.evaluations += 2 * int(indices.shape[0])
+                self.session.differences(indices[start:stop],
+                                         self.steps.take(indices[start:stop]),
+                                         approx[start:stop])
+            self._advance(2 * (stop - start))
         return approx
+
+    def _rounds(self, tasks: int, evaluations_per_task: int) -> Iterator[tuple[int, int]]:
+        """Slices of ``tasks`` run one after the other: all at once without a bar, else
+        about ``ROUND_SECONDS`` each (at least one task per chunk)."""
+        if self.bar is None:
+            if tasks:
+                yield 0, tasks
+            return
+        seconds_per_task = (evaluations_per_task * max(self.seconds_per_cost, 1e-8)
+                            / self.n_chunks)
+        done = 0
+        while done < tasks:
+            size = round_size(tasks - done, self.n_chunks, seconds_per_task)
+            yield done, done + size
+            done += size
 
     def batch(self, rng: np.random.Generator) -> "DirectionBatch":
         """An empty batch of directions, with this dtype's spread of the step."""
@@ -66,12 +116,15 @@ class PlanContext:
     def directions(self, batch: "DirectionBatch") -> np.ndarray:
         """``out`` of the directional kernels for ``batch``: J+ - J-, prediction, |move|^2."""
         out = np.empty((batch.size, 3))
-        if batch.size:
-            kinds = batch.kinds | (RELATIVE if self.steps.relative else 0)
+        kinds = batch.kinds | (RELATIVE if self.steps.relative else 0)
+        for start, stop in self._rounds(batch.size, 2):
+            # Each task's direction comes from its own seed: rounds change no number.
+            part = slice(start, stop)
             with self._interruptible():
-                self.session.directional(self.dtheta, batch.lo, batch.hi, batch.seeds, kinds,
-                                         batch.steps, out)
-        self.evaluations += 2 * batch.size
+                self.session.directional(self.dtheta, batch.lo[part], batch.hi[part],
+                                         batch.seeds[part], kinds[part], batch.steps[part],
+                                         out[part])
+            self._advance(2 * (stop - start))
         return out
 
     @contextlib.contextmanager
@@ -147,6 +200,11 @@ class PlanOutcome:
     # Verdicts the plan reached from directions alone, and the difference they estimate.
     block_verdicts: dict[str, Verdict] = field(default_factory=dict)
     block_estimates: dict[str, float] = field(default_factory=dict)
+    # The round-off of J the plan measured (on ``roundoff_sample``, at the check's steps),
+    # which the diagnosis then need not measure again.
+    measured_roundoff: float | None = None
+    # Blocks the plan's directions showed wrong as a whole (numbers, see Evidence).
+    decided_blocks: frozenset = frozenset()
 
     def overall_difference(self, diagnosis: "Diagnosis", full: float) -> float:
         """The lecture's number over all of theta for a full check; for a partial one, the

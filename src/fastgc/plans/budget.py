@@ -61,6 +61,15 @@ class Budget(Plan):
 def _add_sample(context: PlanContext, outcome: PlanOutcome, sampled: Sampled) -> None:
     """Difference a sample of the components the screen did not, into ``outcome``."""
     chosen = sampled.sample(context.layout)
+    context.expect(2 * sum(int((~outcome.checked[c]).sum()) for c in chosen))
+    try:
+        _difference_sample(context, outcome, chosen)
+    finally:
+        context.close()
+    outcome.evaluations = context.evaluations
+
+
+def _difference_sample(context: PlanContext, outcome: PlanOutcome, chosen) -> None:
     for k, name in enumerate(context.layout.names):
         fresh = chosen[k][~outcome.checked[chosen[k]]]
         if not fresh.size:
@@ -72,4 +81,3 @@ def _add_sample(context: PlanContext, outcome: PlanOutcome, sampled: Sampled) ->
             c.name, c.size, c.components + int(fresh.size), c.directions,
             c.evaluations + 2 * int(fresh.size), c.detection_limit, c.finding + ", sampled",
         )
-    outcome.evaluations = context.evaluations

@@ -64,7 +64,11 @@ class Sampled(Plan):
         chosen = self.sample(layout)
         indices = np.concatenate(chosen) if chosen else np.empty(0, np.int64)
         approx = context.dtheta.copy()
-        approx[indices] = context.differences(indices)
+        context.expect(2 * indices.shape[0])
+        try:
+            approx[indices] = context.differences(indices)
+        finally:
+            context.close()
         checked = np.zeros(layout.size, dtype=bool)
         checked[indices] = True
         coverage = {}

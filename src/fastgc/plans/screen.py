@@ -17,6 +17,8 @@ from .._result import BlockCoverage, Verdict
 from ..diagnosis import Noise, measure_roundoff
 from ..diagnosis.noise import roundoff_sample
 from ._base import DirectionBatch, Plan, PlanContext, PlanOutcome, significant
+from .._errors import InvalidInputError
+from .complex_step import complex_directions
 from .localise import UNRESOLVED_SAMPLE, Search, localise, spread
 from .sampled import _positive_int, _seed
 
@@ -64,14 +66,24 @@ class Screen(Plan):
     name = "screen"
     moves_along_directions = True
 
-    def __init__(self, directions: int = 4, seed: int = 0) -> None:
+    def __init__(self, directions: int = 4, seed: int = 0, complex_step: bool = False) -> None:
         self.directions = _positive_int("directions", directions)
         self.seed = _seed("seed", seed)
+        if not isinstance(complex_step, bool):
+            raise InvalidInputError(f"complex_step must be True or False, got "
+                                    f"{complex_step!r}")
+        self.complex_step = complex_step
 
     def run(self, context: PlanContext) -> PlanOutcome:
+        try:
+            return self._run(context)
+        finally:
+            context.close()
+
+    def _run(self, context: PlanContext) -> PlanOutcome:
         layout, dtheta = context.layout, context.dtheta
         rng = np.random.default_rng(self.seed)
-        noise = _noise(context)
+        noise, measured = _noise(context)
         rtol = context.thresholds[0]
         step = context.steps.eps
         screened, non_finite = _split_blocks(layout, dtheta)
@@ -95,6 +107,7 @@ class Screen(Plan):
         indices = (np.unique(np.concatenate(list(components.values()))) if components
                    else np.empty(0, np.int64))
         approx = dtheta.copy()
+        context.expect(2 * indices.shape[0])
         approx[indices] = context.differences(indices)
         checked = np.zeros(layout.size, dtype=bool)
         checked[indices] = True
@@ -105,9 +118,12 @@ class Screen(Plan):
             checked[fresh] = True
             components[k] = np.union1d(components[k], fresh)
         outcome = PlanOutcome(approx, checked, {}, context.evaluations, self.name,
-                              notes=(SCREEN_NOTE,))
+                              notes=(SCREEN_NOTE,), measured_roundoff=measured)
         _judge(outcome, layout, context.thresholds, (first, second), searches, components,
                non_finite)
+        outcome.decided_blocks = frozenset(
+            k for k, search in searches.items() if search.wide
+            and outcome.block_verdicts.get(layout.names[k]) is Verdict.BUG)
         return outcome
 
     def _screen(self, context, blocks, step, noise, rtol, rng) -> "Screening":
@@ -115,11 +131,19 @@ class Screen(Plan):
         for k, (lo, hi) in blocks.items():
             for _ in range(self.directions):
                 batch.add(lo, hi, step, True, k)
-        out = context.directions(batch.freeze())
+        if self.complex_step:
+            # Nothing is subtracted: the only floor is the cost's own relative precision.
+            noise = Noise(0.0, 0.0)
+            context.expect(batch.size)
+            out = complex_directions(context, batch.freeze())
+        else:
+            context.expect(2 * batch.size)
+            out = context.directions(batch.freeze())
         return Screening(batch, out, significant(out, noise, rtol), noise, rtol)
 
     def __repr__(self) -> str:
-        return f"fastgc.Screen(directions={self.directions}, seed={self.seed})"
+        extra = ", complex_step=True" if self.complex_step else ""
+        return f"fastgc.Screen(directions={self.directions}, seed={self.seed}{extra})"
 
 
 class Screening:
@@ -155,12 +179,13 @@ class Screening:
             return float(np.median(self.rtol + 2.0 * self.noise.bound / size))
 
 
-def _noise(context: PlanContext) -> Noise:
-    """The noise of J, measured on a few components, as the full check does when needed."""
+def _noise(context: PlanContext) -> tuple[Noise, float]:
+    """The noise of J, and the round-off behind it, measured on the components the full
+    check's diagnosis measures it on (which then uses this measurement)."""
     sample = roundoff_sample(context.layout.size)
     measured = measure_roundoff(context.prober.near, context.cost_at_theta, sample,
                                 context.steps)
-    return Noise.estimate(context.cost_at_theta, context.layout.dtype, measured)
+    return Noise.estimate(context.cost_at_theta, context.layout.dtype, measured), measured
 
 
 def _probe_lines(context, searches, components, approx, noise, step, rng):
