@@ -25,7 +25,7 @@ import numpy as np
 
 from .._errors import ExecutorError
 from . import _shipping
-from .local import MAX_ROUND, PROGRESS_AFTER_SECONDS, _progress_bar
+from .local import MAX_ROUND, PROGRESS_AFTER_SECONDS, progress_bar
 
 if TYPE_CHECKING:
     from .._cost import Cost
@@ -193,7 +193,7 @@ class RemoteSession:
         ]
         expected = 2.0 * max(seconds_per_cost, 1e-8) * n / max(self.executor.n_workers, 1)
         show = progress if progress is not None else expected > PROGRESS_AFTER_SECONDS
-        bar = _progress_bar(n) if show else None
+        bar = progress_bar(n) if show else None
         try:
             self._run(tasks, approx, bar)
         finally:
