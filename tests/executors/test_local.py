@@ -153,7 +153,7 @@ def engine_status_ok(name: str) -> bool:
 # BLAS's thread counts as they were.
 
 INTERRUPT_PRELUDE = """
-import json, os, random, signal, threading, time
+import gc, json, os, random, signal, threading, time
 import numba, numpy as np
 import fastgc, models
 from threadpoolctl import threadpool_info
@@ -284,6 +284,10 @@ def test_ctrl_c_anywhere_in_tiny_checks_leaves_every_thread_setting(engine_name)
             interrupted += 1
         if thread_settings() != before:
             changed.append([k, thread_settings()])
+        # threadpool_info() leaves garbage whose weakref callbacks, run by a later collection,
+        # could swallow the next interrupt (CPython drops exceptions raised in them); a check
+        # itself leaves none (test_a_check_leaves_no_cyclic_garbage).
+        gc.collect()
     sender.join()
     print(json.dumps({"changed": changed, "interrupted": interrupted, "rounds": rounds}))
     """
@@ -300,3 +304,26 @@ def test_rounds_last_about_round_seconds_even_for_a_slow_cost():
     assert round_size(100_000, 2, 10.0) == 2  # at least one index per chunk
     assert round_size(1, 2, 1e-9) == 1  # never past the end
     assert round_size(10**9, 2, 1e-9) == MAX_ROUND
+
+
+def test_a_check_leaves_no_cyclic_garbage(engine):
+    # Garbage collected later runs weakref callbacks at random moments, where CPython drops
+    # any exception, a KeyboardInterrupt included: a check must make none.
+    import gc
+
+    params, X, Y = models.make_mlp(0)
+    grads = models.grads(params, X, Y)
+    cost, args = engine.cost_for(X, Y)
+    for _ in range(2):
+        fastgc.check(cost, params, grads, args=args, engine=engine.engine, progress=False)
+    gc.collect()
+    saved = gc.get_debug()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        fastgc.check(cost, params, grads, args=args, engine=engine.engine, progress=False)
+        gc.collect()
+        garbage = [type(o).__name__ for o in gc.garbage]
+    finally:
+        gc.set_debug(saved)
+        gc.garbage.clear()
+    assert garbage == []
