@@ -226,10 +226,8 @@ def check(
     executor_ = resolve_executor(executor, n_workers, engine_, cost_, theta, n_threads,
                                  requested_threads, steps, baseline.value)
     prober = Prober(cost_.value_at, theta)
-    run = _run(problem, plan_, executor_, PlanContext(
-        None, theta, dtheta, layout, steps, baseline.value, baseline.seconds, 1, progress,
-        effective_thresholds(thresholds, layout.dtype), prober,
-    ))
+    run = _run(problem, plan_, executor_, progress,
+               effective_thresholds(thresholds, layout.dtype), prober)
     crossed = None
     if signature is not None:
         crossed = signature_crossing(
@@ -265,7 +263,10 @@ class _Run:
     hints: tuple[str, ...]
 
 
-def _run(problem: _Problem, plan: Plan, executor: Any, context: PlanContext) -> _Run:
+def _run(
+    problem: _Problem, plan: Plan, executor: Any, progress: bool | None,
+    thresholds: tuple[float, float], prober: Prober,
+) -> _Run:
     """The plan run in a session of the executor, then a sample replayed serially when the
     numbers came from several threads or workers, which must agree to the bit."""
     if plan.moves_along_directions and not executor.runs_directions:
@@ -276,8 +277,11 @@ def _run(problem: _Problem, plan: Plan, executor: Any, context: PlanContext) -> 
         )
     started = time.perf_counter()
     with executor.open() as session:
-        context.session, context.n_chunks = session, executor.n_chunks
-        outcome = plan.run(context)
+        outcome = plan.run(PlanContext(
+            session, problem.theta, problem.dtheta, problem.layout, problem.steps,
+            problem.baseline.value, problem.baseline.seconds, executor.n_chunks, progress,
+            thresholds, prober,
+        ))
     compile_seconds = problem.baseline.compile_seconds + session.compile_seconds
     placement = placement_of(executor)
     hints = placement_hints(problem.cost, placement,

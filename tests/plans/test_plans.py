@@ -337,20 +337,27 @@ def test_upcast_must_be_a_bool_and_leaves_float64_alone():
     assert same.approx.tobytes() == plain.approx.tobytes()
 
 
+def interrupted_at(cost, call):
+    """``cost`` raising KeyboardInterrupt at its ``call``-th evaluation."""
+    calls = 0
+
+    def interrupted(p):
+        nonlocal calls
+        calls += 1
+        if calls == call:
+            raise KeyboardInterrupt
+        return cost(p)
+
+    return interrupted
+
+
 @pytest.mark.parametrize("engine_name,n_threads", [("python", 1), ("cython", 2)])
 def test_keyboard_interrupt_during_the_screen_leaves_everything_clean(engine_name, n_threads):
     require_engine(engine_name)
     params, cost, grads = wide_mlp()
     before = {k: v.copy() for k, v in params.items()}
     reference = fastgc.check(cost, params, grads, plan="screen", progress=False)
-    calls = 0
-
-    def interrupted(p):
-        nonlocal calls
-        calls += 1
-        if calls == 60:  # inside the directions of the screen
-            raise KeyboardInterrupt
-        return cost(p)
+    interrupted = interrupted_at(cost, 60)  # inside the directions of the screen
 
     with pytest.raises(KeyboardInterrupt, match=r"fastgc check interrupted after \d+ cost "
                                                  r"evaluations of the plan"):
@@ -517,14 +524,7 @@ def test_ctrl_c_under_the_bar_closes_it_and_says_how_far_the_plan_got(capsys):
 
     params, cost, grads = wide_mlp()
     before = {k: v.copy() for k, v in params.items()}
-    calls = 0
-
-    def interrupted(p):
-        nonlocal calls
-        calls += 1
-        if calls == 60:  # inside the directions of the screen
-            raise KeyboardInterrupt
-        return cost(p)
+    interrupted = interrupted_at(cost, 60)  # inside the directions of the screen
 
     with pytest.raises(KeyboardInterrupt, match=r"interrupted after \d+ cost evaluations"):
         fastgc.check(interrupted, params, grads, plan="screen", engine="python", progress=True)
