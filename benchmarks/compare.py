@@ -51,6 +51,7 @@ extrapolated (a full run takes 4 to 8 minutes each), and so is fastgc's 1-thread
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import subprocess
@@ -601,7 +602,7 @@ EXECUTOR_REPEATS = 2
 def measure_executors(sizes):
     """Rows (name, n, seconds, sampled) and summary lines of the executor comparison."""
     from benchmarks import bench_executors as bench
-    from fastgc.executors._remote import TASK_SECONDS
+    from fastgc.executors._remote import TASK_SECONDS, TASKS_PER_WORKER
 
     rows, lines = [], []
     for size in sizes:
@@ -633,9 +634,10 @@ def measure_executors(sizes):
                      f"(2) vs serial {seconds['local'] / seconds['processes-2']:.2f}x; Dask 2 "
                      f"vs 1 worker {seconds['dask-1'] / seconds['dask-2']:.2f}x")
         # The chunk rule: about TASK_SECONDS per task (twice that on Dask), at least 4 tasks
-        # per worker slot.
+        # per worker slot, a multiple of the slots.
         for name, target in (("processes-2", TASK_SECONDS), ("dask-2", 2 * TASK_SECONDS)):
-            chunk = int(max(1, min(target / (2 * t_J), mlp.n / (4 * 2))))
+            count = max(TASKS_PER_WORKER * 2, math.ceil(2 * t_J * mlp.n / target))
+            chunk = mlp.n // (2 * math.ceil(count / 2))
             task = chunk * 2 * t_J
             overhead = seconds.get(name + " overhead")
             if overhead is not None:

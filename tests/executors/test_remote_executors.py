@@ -171,6 +171,38 @@ def test_differences_session_of_given_indices(remote):
     assert bits(got) == bits(expected)
 
 
+@pytest.mark.parametrize("n", [1, 3, 7, 1_000, 20_026, 3_000_000])
+@pytest.mark.parametrize("seconds_per_cost", [1e-9, 7.3e-5, 0.02])
+def test_chunk_rule_gives_every_slot_the_same_work(remote, n, seconds_per_cost):
+    """Tasks cover the items once, in order; their count is a multiple of the slots (at least
+    four per slot when there are enough items), and their sizes differ by at most one, so no
+    slot runs a task while the others are idle at the end."""
+    from fastgc._cost import Cost
+    from fastgc._layout import flatten
+    from fastgc._steps import choose_steps
+    from fastgc.engines import resolve_engine
+    from fastgc.executors import resolve_executor
+    from fastgc.executors._remote import MAX_ROUND, TASKS_PER_WORKER
+
+    params, X, Y = models.make_mlp(0)
+    theta, layout = flatten(params)
+    cost = Cost.classify(models.cost, (X, Y), layout)
+    executor = resolve_executor(remote["executor"], remote.get("n_workers"),
+                                resolve_engine(None, cost), cost, theta, 1, None,
+                                choose_steps(theta, None), 0.0)
+    bounds = executor.task_bounds(n, seconds_per_cost)
+    sizes = np.diff(bounds)
+    slots = executor._slots()
+    assert bounds[0] == 0 and bounds[-1] == n and np.all(sizes >= 1)
+    assert sizes.max() - sizes.min() <= 1
+    if n >= TASKS_PER_WORKER * slots:
+        assert sizes.shape[0] % slots == 0 and sizes.shape[0] >= 2 * slots
+    # A task lasts at most the rule's time (two evaluations per item), give or take an item.
+    assert 2 * seconds_per_cost * (sizes.max() - 1) <= executor.task_seconds
+    if not isinstance(remote["executor"], ProcessPoolExecutor):
+        assert sizes.max() <= MAX_ROUND  # a caller's pool takes the payload with every task
+
+
 def test_progress_bar_moves_per_chunk(remote, capsys):
     params, X, Y = models.make_mlp(0)
     result = fastgc.check(models.cost, params, models.grads(params, X, Y), args=(X, Y),

@@ -10,8 +10,9 @@ the outstanding tasks; the caller's arrays are never written to by a worker.
 
 The chunk rule: a task lasts about :data:`TASK_SECONDS` (from the caller's timing of one
 evaluation; twice that on Dask, whose tasks cost a few milliseconds each, several under
-load), and there are at least :data:`TASKS_PER_WORKER` tasks per worker, so that the workers
-stay balanced and the bar moves.
+load), there are at least :data:`TASKS_PER_WORKER` tasks per worker slot so that the bar
+moves, and the count is a multiple of the slots, with sizes that differ by at most one: every
+slot gets the same work, so none finishes a task after the others are idle.
 """
 
 from __future__ import annotations
@@ -139,11 +140,18 @@ class RemoteExecutor:
         with self._started(payload, token):
             yield session
 
-    def task_size(self, n: int, seconds_per_cost: float) -> int:
-        """The chunk rule (see the module docstring)."""
-        by_time = self.task_seconds / (2.0 * max(seconds_per_cost, 1e-8))
-        by_balance = n / (TASKS_PER_WORKER * max(self._slots(), 1))
-        return int(max(1, min(MAX_ROUND, math.ceil(min(by_time, by_balance)))))
+    def task_bounds(self, n: int, seconds_per_cost: float) -> np.ndarray:
+        """Where the tasks over ``n`` items start and stop (``count + 1`` boundaries): the
+        chunk rule of the module docstring."""
+        count = self.task_count(n, seconds_per_cost)
+        return np.arange(count + 1, dtype=np.int64) * n // count
+
+    def task_count(self, n: int, seconds_per_cost: float) -> int:
+        """How many tasks ``n`` items make (see the module docstring)."""
+        slots = max(self._slots(), 1)
+        by_time = math.ceil(2.0 * max(seconds_per_cost, 1e-8) * n / self.task_seconds)
+        count = max(TASKS_PER_WORKER * slots, by_time, math.ceil(n / MAX_ROUND))
+        return max(1, min(n, slots * math.ceil(count / slots)))
 
     def accept(self, result: Any) -> None:
         """Check the J(theta) a worker computed against the caller's."""
@@ -171,11 +179,10 @@ class RemoteSession:
         """``approx[k]``: the central difference along ``indices[k]`` at ``steps[k]``."""
         indices = np.ascontiguousarray(indices, dtype=np.int64)
         steps = np.ascontiguousarray(steps, dtype=np.float64)
-        size = self.executor.task_size(indices.shape[0], self._seconds_per_cost)
+        bounds = self.executor.task_bounds(indices.shape[0], self._seconds_per_cost)
         tasks = [
-            Task(k, indices[start:start + size], steps[start:start + size], start,
-                 min(start + size, indices.shape[0]))
-            for k, start in enumerate(range(0, indices.shape[0], size))
+            Task(k, indices[start:stop], steps[start:stop], start, stop)
+            for k, (start, stop) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
         ]
         self._run(tasks, approx, None)
 
@@ -186,10 +193,10 @@ class RemoteSession:
         """Central differences along every component of theta, into ``approx``, in chunks."""
         n = self.executor.theta.shape[0]
         self._seconds_per_cost = seconds_per_cost
-        size = self.executor.task_size(n, seconds_per_cost)
+        bounds = self.executor.task_bounds(n, seconds_per_cost)
         tasks = [
-            Task(k, (start, min(start + size, n)), None, start, min(start + size, n))
-            for k, start in enumerate(range(0, n, size))
+            Task(k, (start, stop), None, start, stop)
+            for k, (start, stop) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
         ]
         expected = 2.0 * max(seconds_per_cost, 1e-8) * n / max(self.executor.n_workers, 1)
         show = progress if progress is not None else expected > PROGRESS_AFTER_SECONDS

@@ -172,6 +172,7 @@ class ExecutorAdapter(_FuturesExecutor):
 
     name = "executor"
     where = "the executor's workers"
+    task_seconds = PLAIN_TASK_SECONDS
 
     def __init__(
         self, engine: "Engine", cost: "Cost", theta: np.ndarray, steps: "StepRule",
@@ -185,12 +186,13 @@ class ExecutorAdapter(_FuturesExecutor):
     def n_workers(self) -> int:
         return int(getattr(self.pool, "_max_workers", None) or 1)
 
-    def task_size(self, n: int, seconds_per_cost: float) -> int:
+    def task_count(self, n: int, seconds_per_cost: float) -> int:
         # The payload goes with every task: as few tasks as keep every worker busy, each
         # short enough that Ctrl-C frees the pool soon (a running task cannot be cancelled).
-        by_balance = -(-n // (TASKS_PER_WORKER_PLAIN * self.n_workers))
-        by_time = PLAIN_TASK_SECONDS / (2.0 * max(seconds_per_cost, 1e-8))
-        return int(max(1, min(by_balance, math.ceil(by_time))))
+        workers = self.n_workers
+        by_time = math.ceil(2.0 * max(seconds_per_cost, 1e-8) * n / self.task_seconds)
+        count = max(TASKS_PER_WORKER_PLAIN * workers, by_time)
+        return max(1, min(n, workers * math.ceil(count / workers)))
 
     @contextlib.contextmanager
     def _started(self, payload: bytes, token: str) -> Iterator[None]:
