@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
 import pytest
 
@@ -18,7 +19,8 @@ import models
 from conftest import (ENGINE_CASES, TWO_THREADS, assert_untouched, check_option, require_engine,
                       snapshot)
 from costs import plain_cost
-from fastgc._threads import resolve_n_threads, usable_threads
+from fastgc._threads import (SERIAL_BELOW_SECONDS, resolve_n_threads, threads_for_work,
+                             usable_threads)
 from processes import run_python
 
 pytestmark = pytest.mark.usefixtures("no_thread_default")
@@ -134,6 +136,46 @@ def test_set_num_threads_default_and_its_precedence(clean_thread_env):
     assert fastgc.get_num_threads() == maximum
     fastgc.set_num_threads(None)
     assert fastgc.get_num_threads() == maximum
+
+
+def test_little_work_runs_on_one_thread_unless_a_count_was_given(clean_thread_env):
+    maximum = usable_threads()
+    assert threads_for_work(maximum, None, SERIAL_BELOW_SECONDS / 2) == 1
+    assert threads_for_work(maximum, None, SERIAL_BELOW_SECONDS) == maximum
+    assert threads_for_work(maximum, maximum, 0.0) == maximum  # asked for
+    with fastgc.threads(maximum):
+        assert threads_for_work(maximum, None, 0.0) == maximum
+    fastgc.set_num_threads(maximum)
+    assert threads_for_work(maximum, None, 0.0) == maximum
+    fastgc.set_num_threads(None)
+    clean_thread_env.setenv("FASTGC_NUM_THREADS", str(maximum))
+    assert threads_for_work(maximum, None, 0.0) == maximum
+
+
+@numba.njit(nogil=True)
+def _slow_cost(theta):
+    """sum_i mean_r sin(theta_i + r): a cost of about a millisecond for 50 parameters."""
+    total = 0.0
+    for r in range(2_000):
+        for i in range(theta.shape[0]):
+            total += np.sin(theta[i] + r)
+    return total / 2_000
+
+
+def test_a_tiny_check_runs_on_one_thread_and_a_longer_one_on_every_core(clean_thread_env):
+    require_engine("numba")
+    params, X, Y = models.make_mlp(0)
+    grads = models.grads(params, X, Y)
+    tiny = fastgc.check(models.numba_cost(), params, grads, args=(X, Y), engine="numba")
+    assert tiny.n_threads == 1 and tiny.verdict == "correct"
+    asked = fastgc.check(models.numba_cost(), params, grads, args=(X, Y), engine="numba",
+                         n_threads=TWO_THREADS)
+    assert asked.n_threads == TWO_THREADS
+    assert asked.approx.tobytes() == tiny.approx.tobytes()
+    theta = np.linspace(-1.0, 1.0, 50)
+    gradient = np.cos(theta[:, None] + np.arange(2_000)).mean(axis=1)
+    longer = fastgc.check(_slow_cost, {"theta": theta}, {"dtheta": gradient}, engine="numba")
+    assert longer.n_threads == usable_threads() and longer.verdict == "correct"
 
 
 def test_threads_context_manager_restores_even_on_error(clean_thread_env):

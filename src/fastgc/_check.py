@@ -19,7 +19,7 @@ from ._errors import InvalidInputError
 from ._layout import flatten
 from ._result import CheckResult
 from ._steps import choose_steps, upcast_float32
-from ._threads import blas_limited, resolve_n_threads
+from ._threads import blas_limited, resolve_n_threads, threads_for_work
 from ._validation import (
     guarded_hook,
     validate_args,
@@ -117,8 +117,9 @@ def check(
     n_threads : int, optional
         None: the default (:func:`set_num_threads`, ``FASTGC_NUM_THREADS``, else all usable
         cores for a compiled cost and 1 for a Python callable, which may keep state between
-        calls and mostly holds the GIL); negative counts back from the maximum (-1 = all); 0 is
-        an error. A Python cost run on several threads must be thread-safe. BLAS inside the
+        calls and mostly holds the GIL; one thread as well for a check whose evaluations take
+        under 10 ms in all, where a parallel region costs more than it saves); negative counts
+        back from the maximum (-1 = all); 0 is an error. A Python cost run on several threads must be thread-safe. BLAS inside the
         cost runs on one thread for the whole check, so the results do not depend on it.
     engine : {"auto", "numba", "cython", "python"}, optional
         Default: ``FASTGC_ENGINE``, else auto (numba for an njit cost, then cython, then python).
@@ -220,6 +221,7 @@ def check(
     engine_ = resolve_engine(engine, cost_)
     steps = choose_steps(theta, eps)
     baseline = measure_baseline(cost_, theta)
+    n_threads = threads_for_work(n_threads, requested_threads, 2 * theta.size * baseline.seconds)
 
     problem = _Problem(theta, layout, dtheta, ignored_gradients, cost_, engine_, steps, baseline,
                        started)

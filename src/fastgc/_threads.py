@@ -6,7 +6,9 @@ thread for a Python callable, which may keep state between calls); a positive in
 threads; a negative int counts back from the usable maximum (-1 = all, -2 = all but one); 0 is
 an error; a count above the usable maximum is clamped to it with a :class:`FastGCWarning`.
 "Usable" respects the CPU affinity mask, the cgroup CPU quota and ``NUMBA_NUM_THREADS`` /
-``OMP_NUM_THREADS`` when they are set.
+``OMP_NUM_THREADS`` when they are set. When no count was given anywhere, a check whose
+evaluations take less than :data:`SERIAL_BELOW_SECONDS` in all runs on one thread
+(:func:`threads_for_work`): a parallel region would cost more than it saves.
 """
 
 from __future__ import annotations
@@ -93,6 +95,23 @@ def resolve_n_threads(n_threads: int | None = None, unset: int | None = None) ->
     if n_threads is None:
         return usable_threads() if unset is None else unset
     return count_threads(n_threads)
+
+
+# A parallel region costs tens of microseconds to start on a quiet machine, milliseconds on a
+# busy one, and a compilation of its kernel the first time: below this much work, one thread
+# is faster.
+SERIAL_BELOW_SECONDS = 0.01
+
+
+def threads_for_work(n_threads: int, requested: int | None, work_seconds: float) -> int:
+    """``n_threads`` (as resolved), or one thread when no count was given anywhere (argument
+    ``requested``, ``set_num_threads``/``threads``, ``FASTGC_NUM_THREADS``) and the run's
+    evaluations take under :data:`SERIAL_BELOW_SECONDS` on one thread."""
+    if requested is not None or work_seconds >= SERIAL_BELOW_SECONDS:
+        return n_threads
+    if _current_default() is not None or _environment_default() is not None:
+        return n_threads
+    return 1
 
 
 def count_threads(n_threads: object, name: str = "n_threads", clamp: bool = True) -> int:
