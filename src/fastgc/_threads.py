@@ -244,6 +244,14 @@ def in_forked_child() -> bool:
     return _forked
 
 
+def forked_from_a_clean_parent() -> None:
+    """Declare this forked process's parent free of thread pools: a fork server, which only
+    imports modules and forks, never starts one. Its children run parallel regions as any
+    process does."""
+    global _forked
+    _forked = False
+
+
 def _after_fork_in_child() -> None:
     global _forked, _blas_cap_lock, _blas_cap_holders, _blas_limiter
     _forked = True

@@ -26,7 +26,7 @@ import pytest
 
 import fastgc
 import models
-from conftest import assert_untouched, require_engine, snapshot
+from conftest import TWO_THREADS, assert_untouched, require_engine, snapshot
 from processes import SOURCE_DIR, TESTS_DIR
 
 import distributed  # in the test extra
@@ -144,6 +144,20 @@ def test_njit_cost_bitwise_as_local(request, kind):
                    n_threads=1)
     assert bits(result.approx) == bits(local.approx)
     assert result.engine == local.engine == "numba" and result.verdict == "correct"
+
+
+def test_njit_cost_on_the_threads_of_fastgcs_own_workers():
+    """fastgc's workers come from a fork server that never ran a thread pool: a compiled cost
+    runs on the threads each worker is given, with the local bits."""
+    require_engine("numba")
+    params, X, Y = models.make_mlp(1)
+    grads = models.grads(params, X, Y)
+    local = check(models.numba_cost(), params, grads, args=(X, Y), n_threads=TWO_THREADS)
+    result = check(models.numba_cost(), params, grads, args=(X, Y), executor="processes",
+                   n_workers=1, n_threads=TWO_THREADS)
+    assert (result.executor, result.n_workers, result.n_threads) == ("processes", 1,
+                                                                      TWO_THREADS)
+    assert bits(result.approx) == bits(local.approx) and result.verdict == "correct"
 
 
 def test_differences_session_of_given_indices(remote):

@@ -152,7 +152,12 @@ def start_pool_worker(token: str, payload: bytes, blas_threads: int) -> None:
     own thread count, so a compiled cost keeps its threads), install the payload."""
     import signal
 
+    from .._threads import forked_from_a_clean_parent
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # fastgc's pool starts its workers from a fork server (or spawns them), which never ran
+    # a parallel region: a compiled cost may use the worker's threads.
+    forked_from_a_clean_parent()
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=blas_threads)
