@@ -100,8 +100,9 @@ class RemoteExecutor:
 
     name = ""
     where = "the workers"  # for messages
-    #: Workers difference components one by one; directions run in the caller's process.
-    runs_directions = False
+    #: Its sessions offer ``directional`` (given the ``dtheta`` to ship) as well as
+    #: ``differences`` and ``sweep``.
+    runs_directions = True
     task_seconds = TASK_SECONDS  # how long a task should last (the chunk rule)
 
     def __init__(
