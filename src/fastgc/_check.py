@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from ._cost import Baseline, Cost, analytic_gradients, measure_baseline
-from ._errors import InvalidInputError
 from ._layout import flatten
 from ._result import CheckResult
 from ._steps import choose_steps, upcast_float32
@@ -154,8 +153,9 @@ def check(
         payload sent along with every task. A ``dask.distributed.Client``: the workers of its
         cluster (``pip install "fastgc[dask]"``). Workers receive the cost, args and theta
         once, must compute the caller's J(theta) exactly, and return only numbers: the
-        result is bitwise the local one. With workers, ``n_threads`` is per worker (default
-        1 for a Python cost).
+        result is bitwise the local one, whatever the plan (the screen's directions run on
+        the workers too, with the analytic gradient shipped once). With workers,
+        ``n_threads`` is per worker (default 1 for a Python cost).
     n_workers : int, optional
         The worker processes of ``executor="processes"`` (default: one per usable core).
 
@@ -226,7 +226,8 @@ def check(
     problem = _Problem(theta, layout, dtheta, ignored_gradients, cost_, engine_, steps, baseline,
                        started)
     executor_ = resolve_executor(executor, n_workers, engine_, cost_, theta, n_threads,
-                                 requested_threads, steps, baseline.value)
+                                 requested_threads, steps, baseline.value,
+                                 dtheta if plan_.moves_along_directions else None)
     prober = Prober(cost_.value_at, theta)
     run = _run(problem, plan_, executor_, progress,
                effective_thresholds(thresholds, layout.dtype), prober)
@@ -271,12 +272,6 @@ def _run(
 ) -> _Run:
     """The plan run in a session of the executor, then a sample replayed serially when the
     numbers came from several threads or workers, which must agree to the bit."""
-    if plan.moves_along_directions and not executor.runs_directions:
-        raise InvalidInputError(
-            f"plan {plan!r} moves parameter blocks along random directions, which runs in "
-            f"this process only: with executor={executor.name!r} use plan='full' or "
-            "plan='sampled', or run the screen locally (executor=None)"
-        )
     started = time.perf_counter()
     with executor.open() as session:
         outcome = plan.run(PlanContext(

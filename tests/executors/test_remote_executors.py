@@ -14,6 +14,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -124,26 +125,206 @@ def test_sampled_plan_on_workers_is_bitwise_as_local(remote):
     assert result.coverage == local.coverage
 
 
-def test_screen_on_workers_is_refused_before_any_work(remote):
-    params, X, Y = models.make_mlp(0)
-    grads = models.grads(params, X, Y)
+# --------------------------------------------------------------------------------------------
+# The screen, and every plan that moves along random directions, on the workers.
+
+
+def make_wide(dtype=np.float64):
+    """A vector of 3000 entries and a 40 x 50 matrix, enough for several levels of
+    localisation: the parameters and the data of :func:`wide_cost`."""
+    rng = np.random.default_rng(7)
+    params = {"w": rng.standard_normal(3000).astype(dtype),
+              "v": rng.standard_normal((40, 50)).astype(dtype)}
+    return params, rng.standard_normal(3000).astype(dtype), rng.standard_normal((40, 50)).astype(dtype)
+
+
+def wide_cost(params, a, B):
+    """Written for complex input too (no cast to float), for the complex-step screen."""
+    return np.sum(np.tanh(params["w"] * a)) + np.sum(np.sin(params["v"]) * B)
+
+
+def wide_grads(params, a, B, bug=None):
+    grads = {"w": a * (1 - np.tanh(params["w"] * a) ** 2), "v": np.cos(params["v"]) * B}
+    if bug == "one_entry":
+        grads["w"][1234] *= 1.5
+    elif bug == "doubled":
+        grads["v"] = 2 * grads["v"]
+    return grads
+
+
+def assert_same_check(result, local):
+    """Bitwise the local screen: numbers, verdicts, reports and coverage, and the same work
+    plus the serial replay of a sample of what was differenced one by one."""
+    from fastgc.executors.replay import replay_sample
+
+    assert bits(result.approx) == bits(local.approx)
+    assert result.verdict == local.verdict and result.plan == local.plan
+    assert result.per_parameter == local.per_parameter
+    assert result.coverage == local.coverage
+    assert (result.checked is None) == (local.checked is None)
+    if local.checked is not None:
+        assert bits(result.checked) == bits(local.checked)
+    replayed = replay_sample(local.approx, local.dtheta, local.checked).shape[0]
+    assert result.evaluations == local.evaluations + 2 * replayed
+    assert result.n_workers == 2
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("bug", [None, "one_entry", "doubled"])
+def test_screen_on_workers_is_bitwise_as_local(remote, dtype, bug):
+    params, a, B = make_wide(dtype)
+    grads = wide_grads(params, a, B, bug)
     before = (snapshot(params), snapshot(grads))
-    with pytest.raises(fastgc.InvalidInputError, match="random directions.*plan='sampled'"):
-        check(models.cost, params, grads, args=(X, Y), plan="screen", **remote)
+    local = check(wide_cost, params, grads, args=(a, B), plan="screen")
+    result = check(wide_cost, params, grads, args=(a, B), plan="screen", **remote)
+    assert_same_check(result, local)
+    if dtype == np.float64:  # float32's directions resolve less: the bits are the point
+        assert local.verdict == ("correct" if bug is None else "bug")
+    if bug == "one_entry" and dtype == np.float64:  # localised, not sampled
+        assert result.worst(1)[0].flat_index == 1234
+        assert result.coverage["w"].finding == "wrong entries located"
+    if bug == "doubled":
+        assert {n for n, p in result.per_parameter.items() if p.verdict == "bug"} == {"v"}
     assert_untouched(params, grads, before)
 
 
+def test_screen_of_the_small_mlp_on_workers_is_bitwise_as_local(remote):
+    params, X, Y = models.make_mlp(0)
+    grads = models.grads(params, X, Y, bug="one_element")
+    local = check(models.cost, params, grads, args=(X, Y), plan=fastgc.Screen(seed=5))
+    result = check(models.cost, params, grads, args=(X, Y), plan=fastgc.Screen(seed=5),
+                   **remote)
+    assert_same_check(result, local)
+    assert result.worst(1)[0].flat_index == local.worst(1)[0].flat_index == 9  # W1[2, 1]
+
+
+def test_a_budget_that_screens_runs_on_the_workers(remote):
+    params, a, B = make_wide()
+    grads = wide_grads(params, a, B, "one_entry")
+    # No full check fits in a nanosecond, and no time is left for a sample: the screen alone.
+    local = check(wide_cost, params, grads, args=(a, B), budget=1e-9)
+    result = check(wide_cost, params, grads, args=(a, B), budget=1e-9, **remote)
+    assert result.plan == local.plan == "screen"
+    assert_same_check(result, local)
+    assert result.worst(1)[0].flat_index == 1234
+
+
+def test_complex_step_screen_runs_in_the_caller_and_localises_on_the_workers(remote):
+    """The complex step evaluates in this process, serially, as it does locally (one
+    evaluation per direction); the localisation's directions and the components found run
+    on the workers. The result is the local one."""
+    params, a, B = make_wide()
+    grads = wide_grads(params, a, B, "one_entry")
+    plan = fastgc.Screen(complex_step=True)
+    local = check(wide_cost, params, grads, args=(a, B), plan=plan)
+    result = check(wide_cost, params, grads, args=(a, B), plan=plan, **remote)
+    assert_same_check(result, local)
+    assert result.verdict == "bug" and result.worst(1)[0].flat_index == 1234
+    assert result.coverage["w"].finding == "wrong entries located"
+
+
+def the_whole_range_moved(params, w0, v0) -> bool:
+    """A direction moves every entry of its range; the round-off measurement one alone."""
+    return (np.count_nonzero(params["w"] != w0) > 1
+            or np.count_nonzero(params["v"] != v0) > 1)
+
+
+def nan_when_moved(params, a, B, w0, v0):
+    return float("nan") if the_whole_range_moved(params, w0, v0) else wide_cost(params, a, B)
+
+
+def raising_when_moved(params, a, B, w0, v0):
+    if the_whole_range_moved(params, w0, v0):
+        raise FloatingPointError("planted")
+    return wide_cost(params, a, B)
+
+
+@pytest.mark.parametrize("failing", [nan_when_moved, raising_when_moved],
+                         ids=["nan", "raising"])
+def test_a_cost_failing_along_a_direction_is_the_local_cost_error(remote, failing):
+    """Every block fails, in tasks that may complete in any order: the error is the one of
+    the first block, as the local loop meets it."""
+    params, a, B = make_wide()
+    grads = wide_grads(params, a, B)
+    before = (snapshot(params), snapshot(grads))
+    args = (a, B, params["w"].copy(), params["v"].copy())
+    with pytest.raises(fastgc.CostError) as expected:
+        check(failing, params, grads, args=args, plan="screen")
+    with pytest.raises(fastgc.CostError) as got:
+        check(failing, params, grads, args=args, plan="screen", **remote)
+    assert type(got.value) is type(expected.value)
+    assert str(got.value) == str(expected.value)
+    assert got.value.flat_index == expected.value.flat_index == 0
+    assert re.search(r"theta\[0(:3000)?\]", str(got.value)), str(got.value)
+    assert_untouched(params, grads, before)
+
+
+def test_a_wrong_differenced_component_of_a_remote_screen_is_replayed(remote):
+    """The serial replay after a screen on workers takes its sample among the components the
+    workers differenced one by one (the localised wrong entry among them): a worker that
+    computes them otherwise than this process is caught."""
+    params, a, B = make_wide()
+    grads = wide_grads(params, a, B, "one_entry")
+    args = (a, B, float(params["w"][1234]), os.getpid())
+    with pytest.raises(fastgc.IrreproducibleCostError, match=r"theta\[1234\]") as info:
+        check(skewed_in_workers, params, grads, args=args, plan="screen", **remote)
+    assert 1234 in info.value.indices
+
+
+def skewed_in_workers(params, a, B, original, caller):
+    """The wide cost, plus a slope of 1e-6 along w[1234] in any process but the caller's
+    (the same J(theta) everywhere)."""
+    skew = 0.0 if os.getpid() == caller else 1e-6 * (params["w"][1234] - original)
+    return wide_cost(params, a, B) + skew
+
+
+def test_directional_session_needs_the_dtheta_it_shipped(remote):
+    from fastgc._cost import Cost, measure_baseline
+    from fastgc._layout import flatten
+    from fastgc._steps import choose_steps
+    from fastgc.engines import resolve_engine
+    from fastgc.executors import LocalExecutor, resolve_executor
+
+    params, X, Y = models.make_mlp(2)
+    theta, layout = flatten(params)
+    cost = Cost.classify(models.cost, (X, Y), layout)
+    engine = resolve_engine(None, cost)
+    dtheta = flatten(models.grads(params, X, Y))[0]
+    rows = (np.array([0, 20, 3], np.int64), np.array([20, 25, 4], np.int64),
+            np.array([1, 2, 3], np.uint64), np.array([1, 0, 1], np.int64),
+            np.array([1e-6, 1e-5, 1e-7]))
+    expected, got = np.empty((3, 3)), np.empty((3, 3))
+    with LocalExecutor(engine, cost, theta, 1).open() as session:
+        session.directional(dtheta, *rows, expected)
+    value = measure_baseline(cost, theta).value
+    made = [resolve_executor(remote["executor"], remote.get("n_workers"), engine, cost, theta,
+                             1, None, choose_steps(theta, None), value, shipped)
+            for shipped in (dtheta, None)]
+    with made[0].open() as session:
+        session.directional(dtheta, *rows, got)
+        with pytest.raises(fastgc.ExecutorError, match="was given another one"):
+            session.directional(2 * dtheta, *rows, got)
+    assert bits(got) == bits(expected)
+    with made[1].open() as session:
+        with pytest.raises(fastgc.ExecutorError, match="was given none: pass dtheta="):
+            session.directional(dtheta, *rows, got)
+
+
+@pytest.mark.parametrize("plan", ["full", "screen"])
 @pytest.mark.parametrize("kind", ["pool", "dask"])
-def test_njit_cost_bitwise_as_local(request, kind):
+def test_njit_cost_bitwise_as_local(request, kind, plan):
+    """The compiled kernels in the workers, the directional one too."""
     require_engine("numba")
     executor = request.getfixturevalue("pool" if kind == "pool" else "client")
     params, X, Y = models.make_mlp(1)
-    grads = models.grads(params, X, Y)
-    local = check(models.numba_cost(), params, grads, args=(X, Y))
-    result = check(models.numba_cost(), params, grads, args=(X, Y), executor=executor,
-                   n_threads=1)
+    grads = models.grads(params, X, Y, bug="dW2_doubled" if plan == "screen" else None)
+    local = check(models.numba_cost(), params, grads, args=(X, Y), plan=plan)
+    result = check(models.numba_cost(), params, grads, args=(X, Y), plan=plan,
+                   executor=executor, n_threads=1)
     assert bits(result.approx) == bits(local.approx)
-    assert result.engine == local.engine == "numba" and result.verdict == "correct"
+    assert result.coverage == local.coverage
+    assert result.engine == local.engine == "numba"
+    assert result.verdict == ("bug" if plan == "screen" else "correct")
 
 
 def test_njit_cost_on_the_threads_of_fastgcs_own_workers():
@@ -309,29 +490,36 @@ def killing_args(tmp_path, params, X, Y):
     return (X, Y, str(tmp_path / "killed"), os.getpid(), float(params["W1"][0, 3]))
 
 
+@pytest.mark.parametrize("plan", ["full", "screen"])
 @pytest.mark.parametrize("kind", ["processes", "dask"])
-def test_killed_worker_gives_the_same_result(request, tmp_path, kind):
+def test_killed_worker_gives_the_same_result(request, tmp_path, kind, plan):
+    """With the screen, the worker dies in the first round of directions (W1 moved)."""
     executor = "processes" if kind == "processes" else request.getfixturevalue("client")
     options = {"n_workers": 2} if kind == "processes" else {}
     params, X, Y = models.make_mlp(4)
     grads = models.grads(params, X, Y, bug="dW2_doubled")
     before = (snapshot(params), snapshot(grads))
     args = killing_args(tmp_path, params, X, Y)
-    local = check(killing_cost, params, grads, args=args)
-    result = check(killing_cost, params, grads, args=args, executor=executor, **options)
+    local = check(killing_cost, params, grads, args=args, plan=plan)
+    result = check(killing_cost, params, grads, args=args, plan=plan, executor=executor,
+                   **options)
     assert (tmp_path / "killed").exists()  # a worker did die
     assert bits(result.approx) == bits(local.approx) and result.verdict == "bug"
+    assert result.coverage == local.coverage
     assert_untouched(params, grads, before)
 
 
-def test_killed_worker_of_a_callers_pool_names_the_lost_chunk(tmp_path):
+@pytest.mark.parametrize("plan,lost", [("full", r"#\d+ \(theta"),
+                                       ("screen", r"#\d+ \(directions moving theta\[0\]")])
+def test_killed_worker_of_a_callers_pool_names_the_lost_chunk(tmp_path, plan, lost):
     params, X, Y = models.make_mlp(4)
     grads = models.grads(params, X, Y)
     before = (snapshot(params), snapshot(grads))
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("forkserver")) as own:
-        with pytest.raises(fastgc.ExecutorError, match=r"died during the check.*chunk\(s\) #\d"):
+        with pytest.raises(fastgc.ExecutorError, match=r"died during the check.*chunk\(s\) "
+                                                       + lost):
             check(killing_cost, params, grads, args=killing_args(tmp_path, params, X, Y),
-                  executor=own)
+                  executor=own, plan=plan)
     assert_untouched(params, grads, before)
 
 
@@ -451,7 +639,13 @@ def slow_cost(params, X, Y):
     time.sleep(0.004)
     return models.cost(params, X, Y)
 
-def main(kind, address):
+def slower_when_moved(p, W0, params, X, Y):
+    # A direction moves the whole block: 1 s per evaluation, so that the screen's first
+    # round (4 directions, 8 evaluations on two workers) lasts about 4 s.
+    time.sleep(1.0 if np.count_nonzero(p["W"] != W0) > 1 else 0.0)
+    return models.cost(params, X, Y) + float(np.sum(p["W"] ** 2))
+
+def main(kind, address, plan):
     if kind == "dask":
         from dask.distributed import Client
         executor = Client(address)
@@ -466,8 +660,13 @@ def main(kind, address):
     before = snapshot(big)
     print("started", flush=True)
     try:
-        fastgc.check(lambda p: slow_cost(params, X, Y) + float(np.sum(p["W"] ** 2)), big,
-                     {"W": 2 * big["W"]}, progress=False, executor=executor)
+        if plan == "screen":
+            fastgc.check(slower_when_moved, big, {"W": 2 * big["W"]}, progress=False,
+                         args=(big["W"].copy(), params, X, Y), plan="screen",
+                         executor=executor)
+        else:
+            fastgc.check(lambda p: slow_cost(params, X, Y) + float(np.sum(p["W"] ** 2)),
+                         big, {"W": 2 * big["W"]}, progress=False, executor=executor)
         message = "not interrupted"
     except KeyboardInterrupt as interrupt:
         message = str(interrupt)
@@ -478,24 +677,26 @@ def main(kind, address):
                       "untouched": snapshot(big) == before}), flush=True)
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], sys.argv[3])
 """
 
 
+@pytest.mark.parametrize("plan", ["full", "screen"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_ctrl_c_cancels_and_leaves_the_executor_usable(request, tmp_path, kind):
+def test_ctrl_c_cancels_and_leaves_the_executor_usable(request, tmp_path, kind, plan):
     address = request.getfixturevalue("cluster").scheduler_address if kind == "dask" else ""
     script = tmp_path / "child.py"
     script.write_text(textwrap.dedent(CHILD))
     paths = [str(SOURCE_DIR), str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
-    child = subprocess.Popen([sys.executable, str(script), kind, address],
+    child = subprocess.Popen([sys.executable, str(script), kind, address, plan],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=environment)
     try:
         assert child.stdout.readline().strip() == "started"
-        # The check (3000 components at 4 ms per evaluation: about 12 s on two workers) is
-        # under way once the workers report; interrupt it then.
+        # The check (3000 components at 4 ms per evaluation: about 12 s on two workers; or
+        # the screen's first round of directions, about 4 s) is under way once the workers
+        # report; interrupt it then.
         threading.Event().wait(2.0)
         child.send_signal(signal.SIGINT)
         out, err = child.communicate(timeout=120)
@@ -503,7 +704,9 @@ def test_ctrl_c_cancels_and_leaves_the_executor_usable(request, tmp_path, kind):
         child.kill()
     assert child.returncode == 0, err
     report = json.loads(out.splitlines()[-1])
-    assert "interrupted after" in report["message"] and "cancelled" in report["message"]
+    # The full check's sweep says what was cancelled; a plan says how far it got.
+    said = "cancelled" if plan == "full" else "cost evaluations of the plan"
+    assert "interrupted after" in report["message"] and said in report["message"]
     assert report["verdict"] == "correct" and report["untouched"]
 
 

@@ -4,8 +4,9 @@
 copy of theta. Its siblings run the same local loop inside worker processes: fastgc's own pool
 or any ``concurrent.futures.Executor`` (:mod:`.processes`), or the workers of a Dask cluster
 (:mod:`.dask`). They take the same engine, cost and theta and offer the same session interface
-(``differences`` for given indices, ``sweep`` over all of theta); :func:`resolve_executor` is
-the one place that picks one from the ``executor=`` argument.
+(``differences`` for given indices, ``sweep`` over all of theta, ``directional`` along seeded
+random directions, for which the remote ones ship dtheta to their workers once);
+:func:`resolve_executor` is the one place that picks one from the ``executor=`` argument.
 """
 
 from __future__ import annotations
@@ -36,13 +37,15 @@ _NAMES = ("local", "processes")
 def resolve_executor(
     executor: Any, n_workers: int | None, engine: "Engine", cost: "Cost", theta: "np.ndarray",
     n_threads: int, requested_threads: int | None, steps: "StepRule", caller_value: float,
+    dtheta: "np.ndarray | None" = None,
 ) -> Any:
     """The executor of a check, from ``executor=`` (None or "local", "processes", a
     ``concurrent.futures.Executor``, a ``dask.distributed.Client``).
 
     ``n_threads`` is the resolved count for a local run; ``requested_threads`` what the caller
     asked for (None: one per worker for a Python cost, the worker's share of the cores for a
-    compiled one).
+    compiled one). ``dtheta``, for a plan that moves along directions, goes to the workers of
+    a remote executor with the payload (a local session is handed it with each call).
     """
     from .dask import is_dask_client
 
@@ -59,20 +62,23 @@ def resolve_executor(
 
         workers = usable_threads() if n_workers is None else _count_workers(n_workers)
         threads = _threads_per_worker(cost, requested_threads, workers)
-        return ProcessExecutor(engine, cost, theta, steps, caller_value, threads, workers)
+        return ProcessExecutor(engine, cost, theta, steps, caller_value, threads, workers,
+                               dtheta)
     if is_dask_client(executor):
         from .dask import DaskExecutor
 
         _no_workers_count(n_workers, "a Dask client (the cluster has its workers)")
         threads = 1 if requested_threads is None else count_threads(requested_threads)
-        return DaskExecutor(engine, cost, theta, steps, caller_value, threads, executor)
+        return DaskExecutor(engine, cost, theta, steps, caller_value, threads, executor,
+                            dtheta)
     if isinstance(executor, Executor):
         from .processes import ExecutorAdapter
 
         _no_workers_count(n_workers, f"a {type(executor).__name__} (it has its workers)")
         workers = int(getattr(executor, "_max_workers", None) or 1)
         threads = _threads_per_worker(cost, requested_threads, workers)
-        return ExecutorAdapter(engine, cost, theta, steps, caller_value, threads, executor)
+        return ExecutorAdapter(engine, cost, theta, steps, caller_value, threads, executor,
+                               dtheta)
     raise InvalidInputError(
         f"executor must be one of {_NAMES}, a concurrent.futures.Executor or a "
         f"dask.distributed.Client, got {type(executor).__name__}"

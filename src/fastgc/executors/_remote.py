@@ -2,11 +2,19 @@
 
 A :class:`RemoteExecutor` ships the check's payload to its workers once (how is the backend's
 business: a pool initializer, a Dask worker plugin, or with every task for a plain
-``concurrent.futures.Executor``), then its session cuts the indices into tasks, submits them,
-and writes each chunk's numbers into ``approx`` as it completes, with the progress bar moving
-per chunk. Every chunk carries the J(theta) its worker computed; a worker whose value differs
-from the caller's is an error before any of its numbers are used. Ctrl-C or an error cancels
-the outstanding tasks; the caller's arrays are never written to by a worker.
+``concurrent.futures.Executor``), then its session cuts the work into tasks, submits them,
+and writes each chunk's numbers into the output as it completes, with the progress bar moving
+per chunk. The work is central differences along indices (``differences``, ``sweep``) or
+directional differences (``directional``: the screen's and the localisation's rows, each a
+range of theta moved along a seeded direction, against the dtheta the payload carries for a
+plan that moves along directions). A direction is a pure function of its seed and of the
+index, so a row's numbers do not depend on the worker or thread that computes it: the
+results are bitwise those of a local run. Every chunk carries the J(theta) its worker
+computed; a worker whose value differs from the caller's is an error before any of its
+numbers are used. A cost that fails in a worker is the same :class:`CostError` a local run
+raises: when several chunks fail, the error of the first of them in the order of the work,
+as the local loop would meet it. Ctrl-C or an error cancels the outstanding tasks; the
+caller's arrays are never written to by a worker.
 
 The chunk rule: a task lasts about :data:`TASK_SECONDS` (from the caller's timing of one
 evaluation; twice that on Dask, whose tasks cost a few milliseconds each, several under
@@ -20,12 +28,12 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from .._errors import ExecutorError
-from . import _shipping
+from .._errors import CostError, ExecutorError
+from . import _shipping, _worker
 from .local import MAX_ROUND, PROGRESS_AFTER_SECONDS, progress_bar
 
 if TYPE_CHECKING:
@@ -58,14 +66,30 @@ class Placement:
 
 @dataclass
 class Task:
-    """One chunk: a ``(start, stop)`` range, or indices with their steps, and where its
-    numbers go in ``approx``."""
+    """One chunk: a ``(start, stop)`` range, or indices with their steps, or directional
+    rows ``(lo, hi, seeds, kinds, steps)``; and where its numbers go in the output."""
 
     number: int
     indices: Any
     steps: np.ndarray | None
     start: int
     stop: int
+    directions: tuple[np.ndarray, ...] | None = None
+
+    def call(self) -> tuple[Callable[..., Any], tuple]:
+        """The worker's function, and its arguments after the token and the payload."""
+        if self.directions is not None:
+            return _worker.run_directional_chunk, self.directions
+        return _worker.run_chunk, (self.indices, self.steps)
+
+    def components(self) -> tuple[int, int]:
+        """The first and last component of theta the chunk moves (for messages)."""
+        if self.directions is not None:
+            lo, hi = self.directions[0], self.directions[1]
+            return int(lo.min()), max(int(lo.min()), int(hi.max()) - 1)
+        if isinstance(self.indices, tuple):
+            return self.indices[0], self.indices[1] - 1
+        return int(self.indices[0]), int(self.indices[-1])
 
 
 class LostWorker(Exception):
@@ -77,15 +101,19 @@ class RemoteExecutor:
 
     name = ""
     where = "the workers"  # for messages
-    #: Workers difference components one by one; directions run in the caller's process.
-    runs_directions = False
+    #: Its sessions offer ``directional`` (given the ``dtheta`` to ship) as well as
+    #: ``differences`` and ``sweep``.
+    runs_directions = True
     task_seconds = TASK_SECONDS  # how long a task should last (the chunk rule)
 
     def __init__(
         self, engine: "Engine", cost: "Cost", theta: np.ndarray, steps: "StepRule",
-        caller_value: float, n_threads: int | None,
+        caller_value: float, n_threads: int | None, dtheta: np.ndarray | None = None,
     ) -> None:
         self.engine, self.cost, self.theta, self.steps = engine, cost, theta, steps
+        # The analytic gradient, shipped with the payload for a plan that moves along
+        # directions (None: the sessions run central differences only).
+        self.dtheta = dtheta
         self.caller_value = caller_value
         self.n_threads = n_threads
         self.n_chunks = 1  # threads per worker, known once workers report
@@ -133,7 +161,7 @@ class RemoteExecutor:
         """Ship the payload (an :class:`ExecutorError` naming what cannot be pickled comes
         before any work), and run chunks for as long as the block lasts."""
         payload = _shipping.pack(self.cost, self.theta, self.steps, self.engine,
-                                 self.n_threads, self.where)
+                                 self.n_threads, self.where, self.dtheta)
         token = _shipping.new_token()
         self.token, self.payload = token, payload
         session = RemoteSession(self)
@@ -207,10 +235,50 @@ class RemoteSession:
             if bar is not None:
                 bar.close()
 
-    def _run(self, tasks: list[Task], approx: np.ndarray, bar: Any) -> None:
+    def directional(
+        self, dtheta: np.ndarray, lo: np.ndarray, hi: np.ndarray, seeds: np.ndarray,
+        kinds: np.ndarray, steps: np.ndarray, out: np.ndarray,
+    ) -> None:
+        """Directional differences, as ``LocalSession.directional`` computes them, with the
+        rows cut into tasks over the workers (two evaluations per row, the chunk rule of
+        :meth:`RemoteExecutor.task_size`); each task's rows of ``out`` are written as it
+        completes. ``dtheta`` must be the one the executor shipped."""
+        self._check_shipped(dtheta)
+        rows = (np.ascontiguousarray(lo, dtype=np.int64), np.ascontiguousarray(hi, dtype=np.int64),
+                np.ascontiguousarray(seeds, dtype=np.uint64),
+                np.ascontiguousarray(kinds, dtype=np.int64),
+                np.ascontiguousarray(steps, dtype=np.float64))
+        n = rows[0].shape[0]
+        size = self.executor.task_size(n, self._seconds_per_cost)
+        tasks = [
+            Task(k, None, None, start, min(start + size, n),
+                 tuple(column[start:start + size] for column in rows))
+            for k, start in enumerate(range(0, n, size))
+        ]
+        self._run(tasks, out, None, unit="directions")
+
+    def _check_shipped(self, dtheta: np.ndarray) -> None:
+        shipped = self.executor.dtheta
+        if shipped is not None and (dtheta is shipped or (
+                dtheta.shape == shipped.shape and dtheta.dtype == shipped.dtype
+                and np.array_equal(dtheta, shipped, equal_nan=True))):
+            return
+        raise ExecutorError(
+            f"directional differences on {self.executor.where} run along the dtheta shipped "
+            "with the payload, and this executor was given "
+            + ("none" if shipped is None else "another one")
+            + ": pass dtheta= to resolve_executor (check() does so for a plan that moves "
+            "along directions)"
+        )
+
+    def _run(self, tasks: list[Task], out: np.ndarray, bar: Any,
+             unit: str = "components") -> None:
+        """Submit ``tasks``, write their numbers into ``out`` as they complete, resubmit
+        those of lost workers, and raise the first failure in the order of the tasks."""
         executor = self.executor
         n = sum(task.stop - task.start for task in tasks)
         done = 0
+        failure: tuple[int, BaseException] | None = None
         pending = {executor._submit(task): task for task in tasks}
         try:
             while pending:
@@ -222,24 +290,52 @@ class RemoteSession:
                     except LostWorker:
                         lost.append(task)
                         continue
+                    except CostError as error:
+                        if failure is None or task.number < failure[0]:
+                            failure = (task.number, error)
+                        if self._drop_after(pending, failure[0]):
+                            break  # wait again, for the earlier tasks only
+                        continue
                     executor.accept(result)
                     self.compile_seconds = max(self.compile_seconds, result.compile_seconds)
-                    approx[task.start:task.stop] = result.approx
+                    out[task.start:task.stop] = result.approx
                     done += task.stop - task.start
                     if bar is not None:
                         bar.update(task.stop - task.start)
                 if lost:
-                    lost += list(pending.values())
-                    executor._cancel(list(pending))
-                    executor._recover(lost)
-                    pending = {executor._submit(task): task for task in lost}
+                    pending = self._resubmitted(pending, lost, failure)
+            if failure is not None:
+                raise failure[1]
         except KeyboardInterrupt:
             executor._cancel(list(pending))
             raise KeyboardInterrupt(
-                f"fastgc check interrupted after {done} of {n} components; the outstanding "
+                f"fastgc check interrupted after {done} of {n} {unit}; the outstanding "
                 f"tasks on {executor.where} were cancelled and the caller's arrays are "
                 "untouched"
             ) from None
         except BaseException:
             executor._cancel(list(pending))
             raise
+
+    def _resubmitted(self, pending: dict, lost: list[Task],
+                     failure: tuple[int, BaseException] | None) -> dict:
+        """After a lost worker: every task not come back (before the first failure, if one
+        failed), submitted again once the backend recovered."""
+        executor = self.executor
+        executor._cancel(list(pending))
+        again = lost + list(pending.values())
+        if failure is not None:
+            again = [task for task in again if task.number < failure[0]]
+        if not again:
+            return {}
+        executor._recover(again)
+        return {executor._submit(task): task for task in again}
+
+    def _drop_after(self, pending: dict, number: int) -> bool:
+        """Cancel the pending tasks after task ``number``, which failed: a local run would
+        not have reached them. Whether any were dropped."""
+        later = [future for future, task in pending.items() if task.number > number]
+        self.executor._cancel(later)
+        for future in later:
+            del pending[future]
+        return bool(later)

@@ -1,5 +1,9 @@
 """The payload a check ships to its workers, and the clear error when part of it cannot go.
 
+The payload holds the cost, its args and layout, theta, the step rule, the engine's name and
+the thread count, and, when the plan moves blocks along random directions, the analytic
+gradient dtheta (the directional kernels predict each difference from it).
+
 The payload is pickled once in the caller (with cloudpickle when it is installed, which ships
 closures, lambdas and functions defined in ``__main__`` or a notebook by value; else with the
 standard pickle, which ships functions by reference to an importable module). Each part is
@@ -44,10 +48,11 @@ def new_token() -> str:
 
 def pack(
     cost: "Cost", theta: np.ndarray, steps: "StepRule", engine: "Engine",
-    n_threads: int | None, where: str,
+    n_threads: int | None, where: str, dtheta: np.ndarray | None = None,
 ) -> bytes:
     """The payload of a check, as bytes, or an :class:`ExecutorError` naming what cannot be
-    pickled (``where`` says where it was going: "worker processes", "the Dask cluster")."""
+    pickled (``where`` says where it was going: "worker processes", "the Dask cluster").
+    ``dtheta`` goes along only for a plan that moves along directions (None: not needed)."""
     if cost.kind is CostKind.C:
         raise ExecutorError(
             f"a C-level cost is an address in this process and cannot be sent to {where}; "
@@ -61,7 +66,7 @@ def pack(
     shipped = {
         "function": cost.function, "args": cost.args, "layout": cost.layout,
         "kind": cost.kind, "reseed": cost.reseed, "theta": theta, "steps": steps,
-        "engine": engine.name, "n_threads": n_threads,
+        "engine": engine.name, "n_threads": n_threads, "dtheta": dtheta,
     }
     return pickler.dumps(shipped, protocol=pickle.HIGHEST_PROTOCOL)
 

@@ -2,9 +2,11 @@
 
 A worker (a process of fastgc's pool, of any ``concurrent.futures`` executor, or of a Dask
 cluster) receives the payload once (the cost, its args, theta, the step rule, the engine),
-keeps its own copy, evaluates J(theta) for the caller to compare, and then runs chunks of
-indices through the local executor, on its own threads, returning only the numbers.
-Everything here is importable by name, so that the tasks pickle by reference.
+keeps its own copy, evaluates J(theta) for the caller to compare, and then runs chunks
+through the local executor, on its own threads, returning only the numbers: chunks of
+indices (central differences, :func:`run_chunk`) or chunks of directional tasks (a range of
+theta moved along a seeded direction, :func:`run_directional_chunk`, with the dtheta of the
+payload). Everything here is importable by name, so that the tasks pickle by reference.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import socket
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -40,6 +42,7 @@ class WorkerState:
     n_threads: int
     value: float  # J(theta) in this worker
     compile_seconds: float
+    dtheta: np.ndarray | None = None  # shipped only for a plan that moves along directions
     reported_compile: bool = False
     # A Python cost may keep state between calls: the chunks of one check in one process
     # (the threads of a Dask worker, a thread pool) take turns with it.
@@ -50,7 +53,7 @@ class WorkerState:
 class ChunkResult:
     """What a chunk sends back: its numbers, and who computed them from which J(theta)."""
 
-    approx: np.ndarray
+    approx: np.ndarray  # differences, or the (T, 3) rows of directional tasks
     worker: str
     value: float
     n_threads: int
@@ -106,7 +109,7 @@ def _load(payload: bytes) -> WorkerState:
     theta = shipped["theta"]
     baseline = measure_baseline(cost, theta)
     return WorkerState(cost, theta, shipped["steps"], engine, n_threads, baseline.value,
-                       baseline.compile_seconds)
+                       baseline.compile_seconds, shipped.get("dtheta"))
 
 
 def describe(token: str) -> tuple[float, int]:
@@ -120,8 +123,38 @@ def describe(token: str) -> tuple[float, int]:
 def run_chunk(token: str, payload: bytes | None, indices: Any, steps: Any) -> ChunkResult:
     """Central differences of one chunk: ``indices`` is a ``(start, stop)`` range (steps from
     the step rule) or an index array with its ``steps``."""
-    from .local import LocalExecutor
+    state = _state(token, payload)
+    if isinstance(indices, tuple):
+        start, stop = indices
+        indices, steps = np.arange(start, stop, dtype=np.int64), state.steps(start, stop)
+    approx = np.empty(indices.shape[0], dtype=np.float64)
+    with _session(state) as (executor, session):
+        session.differences(indices, steps, approx)
+    return _chunk_result(state, approx, executor, session)
 
+
+def run_directional_chunk(
+    token: str, payload: bytes | None, lo: np.ndarray, hi: np.ndarray, seeds: np.ndarray,
+    kinds: np.ndarray, steps: np.ndarray,
+) -> ChunkResult:
+    """Directional differences of one chunk of tasks, as ``LocalSession.directional`` runs
+    them, along the payload's dtheta: the ``(T, 3)`` rows of ``out`` come back as ``approx``."""
+    state = _state(token, payload)
+    if state.dtheta is None:
+        from .._errors import ExecutorError
+
+        raise ExecutorError(
+            f"worker {worker_name()} received no dtheta with the check's payload, so it cannot "
+            "run directional differences: give the executor dtheta before opening it"
+        )
+    out = np.empty((lo.shape[0], 3), dtype=np.float64)
+    with _session(state) as (executor, session):
+        session.directional(state.dtheta, lo, hi, seeds, kinds, steps, out)
+    return _chunk_result(state, out, executor, session)
+
+
+def _state(token: str, payload: bytes | None) -> WorkerState:
+    """The installed payload of ``token`` (installed now when ``payload`` comes along)."""
     if token in FAILED:
         raise FAILED[token]
     state = install(token, payload) if payload is not None else _INSTALLED.get(token)
@@ -131,19 +164,28 @@ def run_chunk(token: str, payload: bytes | None, indices: Any, steps: Any) -> Ch
         raise ExecutorError(
             f"worker {worker_name()} has not received the check's payload (token {token})"
         )
-    if isinstance(indices, tuple):
-        start, stop = indices
-        indices, steps = np.arange(start, stop, dtype=np.int64), state.steps(start, stop)
-    approx = np.empty(indices.shape[0], dtype=np.float64)
+    return state
+
+
+@contextlib.contextmanager
+def _session(state: WorkerState) -> Iterator[tuple[Any, Any]]:
+    """A local session on the worker's threads, taking turns with the other chunks of this
+    process when the cost may keep state."""
+    from .local import LocalExecutor
+
     executor = LocalExecutor(state.engine, state.cost, state.theta, state.n_threads)
     turn = state.turn if state.cost.may_keep_state else contextlib.nullcontext()
     with turn, executor.open() as session:
-        session.differences(indices, steps, approx)
+        yield executor, session
+
+
+def _chunk_result(state: WorkerState, numbers: np.ndarray, executor: Any,
+                  session: Any) -> ChunkResult:
     compile_seconds = 0.0
     if not state.reported_compile:  # once per worker: they compile side by side
         compile_seconds = state.compile_seconds + session.compile_seconds
         state.reported_compile = True
-    return ChunkResult(approx, worker_name(), state.value, executor.n_chunks, compile_seconds)
+    return ChunkResult(numbers, worker_name(), state.value, executor.n_chunks, compile_seconds)
 
 
 def start_pool_worker(token: str, payload: bytes, blas_threads: int) -> None:
@@ -165,8 +207,3 @@ def start_pool_worker(token: str, payload: bytes, blas_threads: int) -> None:
         install(token, payload)
     except Exception as error:  # reported by the first chunk, with its message
         FAILED[token] = error
-
-
-def run_pool_chunk(token: str, indices: Any, steps: Any) -> ChunkResult:
-    """A chunk in fastgc's own pool, whose initializer installed the payload."""
-    return run_chunk(token, None, indices, steps)

@@ -3,12 +3,14 @@
 The payload reaches every worker once through a worker plugin, registered for the check and
 removed after it; a worker that joins or restarts mid-check (after another was killed) gets it
 too, and Dask reschedules the tasks of a lost worker there, so the check completes with the
-same result. Before any task, every worker's J(theta) is compared with the caller's. Each task
-runs on one thread of its worker unless ``n_threads`` is given; a worker runs as many tasks of
-a compiled cost at once as it has threads, and those of a Python cost one at a time (it may
-keep state, and the threads of one process share its GIL: start workers with one thread
-each, ``dask worker --nthreads 1``, and as many as there are cores). Ctrl-C cancels the outstanding tasks; the cluster stays up.
-dask is an optional extra: ``pip install "fastgc[dask]"``.
+same result. Before any task, every worker's J(theta) is compared with the caller's. Tasks are
+chunks of indices or of the screen's directional rows (the dtheta they are predicted from is
+in the payload when the plan moves along directions). Each task runs on one thread of its
+worker unless ``n_threads`` is given; a worker runs as many tasks of a compiled cost at once
+as it has threads, and those of a Python cost one at a time (it may keep state, and the
+threads of one process share its GIL: start workers with one thread each, ``dask worker
+--nthreads 1``, and as many as there are cores). Ctrl-C cancels the outstanding tasks; the
+cluster stays up. dask is an optional extra: ``pip install "fastgc[dask]"``.
 """
 
 from __future__ import annotations
@@ -44,10 +46,11 @@ class DaskExecutor(RemoteExecutor):
 
     def __init__(
         self, engine: "Engine", cost: "Cost", theta: np.ndarray, steps: "StepRule",
-        caller_value: float, n_threads: int, client: Any,
+        caller_value: float, n_threads: int, client: Any, dtheta: np.ndarray | None = None,
     ) -> None:
-        super().__init__(engine, cost, theta, steps, caller_value, n_threads)
+        super().__init__(engine, cost, theta, steps, caller_value, n_threads, dtheta)
         self.client = client
+        self._submitted = 0  # tasks submitted so far: each gets a key of its own
         self._distributed = import_optional("distributed", "dask", purpose="executor=client")
         workers = client.scheduler_info().get("workers", {})
         if not workers:
@@ -96,9 +99,13 @@ class DaskExecutor(RemoteExecutor):
         self.workers.clear()
 
     def _submit(self, task: Task) -> Any:
+        function, arguments = task.call()
+        # The worker plugin installed the payload: the task goes without it. A plan runs
+        # several batches of tasks whose numbers start again at 0: keys must not repeat.
+        self._submitted += 1
         return self.client.submit(
-            _worker.run_chunk, self.token, None, task.indices, task.steps,
-            key=f"{self.token}-{task.number}", pure=False,
+            function, self.token, None, *arguments,
+            key=f"{self.token}-{self._submitted}-{task.number}", pure=False,
         )
 
     def _completed(self, futures: list) -> Iterable[Any]:

@@ -4,16 +4,20 @@
 ``forkserver`` start method where there is one, else ``spawn``: never ``fork``, which is
 unsafe once Numba's, OpenMP's or BLAS's threads exist). Each worker ignores Ctrl-C (the
 caller answers it and cancels the outstanding tasks), caps BLAS at its share of the cores, and
-receives the payload once, through the pool's initializer. A worker that dies mid-check
-breaks a standard pool: fastgc then starts a fresh pool and resubmits the chunks that had not
-come back (up to :data:`MAX_RESTARTS` times), so the check completes with the same result.
+receives the payload once, through the pool's initializer. Tasks are chunks of indices
+(central differences) or of directional rows (the screen's random directions and its
+localisation, against the dtheta that then travels with the payload), each run by the local
+loop inside the worker. A worker that dies mid-check breaks a standard pool: fastgc then
+starts a fresh pool and resubmits the chunks that had not come back (up to
+:data:`MAX_RESTARTS` times), so the check completes with the same result.
 
 Any other ``concurrent.futures.Executor`` (a ``ProcessPoolExecutor`` you made, a
 ``ThreadPoolExecutor``, an MPI or loky executor) is accepted as it is. It has no hook that runs
 once per worker, so the payload travels with every task (each worker loads it once and keeps
-it) and the indices are cut into fewer, larger tasks (:data:`TASKS_PER_WORKER_PLAIN` per
-worker, each up to :data:`PLAIN_TASK_SECONDS` long). fastgc cannot replace a pool it does not own: if one of its workers dies, the check
-fails with an error that names the chunks that were lost.
+it) and the work is cut into fewer, larger tasks (:data:`TASKS_PER_WORKER_PLAIN` per
+worker, each up to :data:`PLAIN_TASK_SECONDS` long). fastgc cannot replace a pool it does
+not own: if one of its workers dies, the check fails with an error that names the chunks
+that were lost.
 """
 
 from __future__ import annotations
@@ -119,8 +123,9 @@ class ProcessExecutor(_FuturesExecutor):
     def __init__(
         self, engine: "Engine", cost: "Cost", theta: np.ndarray, steps: "StepRule",
         caller_value: float, n_threads: int, n_workers: int,
+        dtheta: np.ndarray | None = None,
     ) -> None:
-        super().__init__(engine, cost, theta, steps, caller_value, n_threads)
+        super().__init__(engine, cost, theta, steps, caller_value, n_threads, dtheta)
         self._n_workers = n_workers
         self._pool: Any = None
         self.restarts = 0
@@ -152,9 +157,10 @@ class ProcessExecutor(_FuturesExecutor):
 
     def _submit(self, task: Task) -> Any:
         # The pool starts its processes as the first tasks are submitted.
+        function, arguments = task.call()
         with _main_module_hidden(_shipping.ships_by_value()):
-            return self._pool.submit(_worker.run_pool_chunk, self.token, task.indices,
-                                     task.steps)
+            # The initializer installed the payload: the task goes without it.
+            return self._pool.submit(function, self.token, None, *arguments)
 
     def _recover(self, tasks: list[Task]) -> None:
         if self.restarts >= MAX_RESTARTS:
@@ -177,8 +183,9 @@ class ExecutorAdapter(_FuturesExecutor):
     def __init__(
         self, engine: "Engine", cost: "Cost", theta: np.ndarray, steps: "StepRule",
         caller_value: float, n_threads: int, pool: Executor,
+        dtheta: np.ndarray | None = None,
     ) -> None:
-        super().__init__(engine, cost, theta, steps, caller_value, n_threads)
+        super().__init__(engine, cost, theta, steps, caller_value, n_threads, dtheta)
         self.pool = pool
         self.name = type(pool).__name__
 
@@ -199,9 +206,9 @@ class ExecutorAdapter(_FuturesExecutor):
         yield
 
     def _submit(self, task: Task) -> Any:
+        function, arguments = task.call()
         try:
-            return self.pool.submit(_worker.run_chunk, self.token, self.payload, task.indices,
-                                    task.steps)
+            return self.pool.submit(function, self.token, self.payload, *arguments)
         except BrokenProcessPool as error:
             raise ExecutorError(
                 f"the {self.name} passed as executor= is broken (a worker process died "
@@ -226,9 +233,7 @@ def lost_chunks(cost: "Cost", tasks: list[Task]) -> str:
 
 
 def _chunk_name(cost: "Cost", task: Task) -> str:
-    if isinstance(task.indices, tuple):
-        first, last = task.indices[0], task.indices[1] - 1
-    else:
-        first, last = int(task.indices[0]), int(task.indices[-1])
-    return (f"#{task.number} (theta[{first}], {where_in_params(cost.layout, first)}, to "
-            f"theta[{last}], {where_in_params(cost.layout, last)})")
+    first, last = task.components()
+    what = "directions moving " if task.directions is not None else ""
+    return (f"#{task.number} ({what}theta[{first}], {where_in_params(cost.layout, first)}, "
+            f"to theta[{last}], {where_in_params(cost.layout, last)})")
