@@ -174,6 +174,11 @@ class RemoteExecutor:
         count = self.task_count(n, seconds_per_cost)
         return np.arange(count + 1, dtype=np.int64) * n // count
 
+    def task_spans(self, n: int, seconds_per_cost: float) -> list[tuple[int, int]]:
+        """``(start, stop)`` of each task over ``n`` items, in order."""
+        bounds = self.task_bounds(n, seconds_per_cost).tolist()
+        return list(zip(bounds[:-1], bounds[1:]))
+
     def task_count(self, n: int, seconds_per_cost: float) -> int:
         """How many tasks ``n`` items make (see the module docstring)."""
         slots = max(self._slots(), 1)
@@ -207,11 +212,9 @@ class RemoteSession:
         """``approx[k]``: the central difference along ``indices[k]`` at ``steps[k]``."""
         indices = np.ascontiguousarray(indices, dtype=np.int64)
         steps = np.ascontiguousarray(steps, dtype=np.float64)
-        bounds = self.executor.task_bounds(indices.shape[0], self._seconds_per_cost)
-        tasks = [
-            Task(k, indices[start:stop], steps[start:stop], start, stop)
-            for k, (start, stop) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
-        ]
+        spans = self.executor.task_spans(indices.shape[0], self._seconds_per_cost)
+        tasks = [Task(k, indices[start:stop], steps[start:stop], start, stop)
+                 for k, (start, stop) in enumerate(spans)]
         self._run(tasks, approx, None)
 
     def sweep(
@@ -221,11 +224,9 @@ class RemoteSession:
         """Central differences along every component of theta, into ``approx``, in chunks."""
         n = self.executor.theta.shape[0]
         self._seconds_per_cost = seconds_per_cost
-        bounds = self.executor.task_bounds(n, seconds_per_cost)
-        tasks = [
-            Task(k, (start, stop), None, start, stop)
-            for k, (start, stop) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
-        ]
+        spans = self.executor.task_spans(n, seconds_per_cost)
+        tasks = [Task(k, (start, stop), None, start, stop)
+                 for k, (start, stop) in enumerate(spans)]
         expected = 2.0 * max(seconds_per_cost, 1e-8) * n / max(self.executor.n_workers, 1)
         show = progress if progress is not None else expected > PROGRESS_AFTER_SECONDS
         bar = progress_bar(n) if show else None
@@ -241,7 +242,7 @@ class RemoteSession:
     ) -> None:
         """Directional differences, as ``LocalSession.directional`` computes them, with the
         rows cut into tasks over the workers (two evaluations per row, the chunk rule of
-        :meth:`RemoteExecutor.task_size`); each task's rows of ``out`` are written as it
+        :meth:`RemoteExecutor.task_bounds`); each task's rows of ``out`` are written as it
         completes. ``dtheta`` must be the one the executor shipped."""
         self._check_shipped(dtheta)
         rows = (np.ascontiguousarray(lo, dtype=np.int64), np.ascontiguousarray(hi, dtype=np.int64),
@@ -249,12 +250,9 @@ class RemoteSession:
                 np.ascontiguousarray(kinds, dtype=np.int64),
                 np.ascontiguousarray(steps, dtype=np.float64))
         n = rows[0].shape[0]
-        size = self.executor.task_size(n, self._seconds_per_cost)
-        tasks = [
-            Task(k, None, None, start, min(start + size, n),
-                 tuple(column[start:start + size] for column in rows))
-            for k, start in enumerate(range(0, n, size))
-        ]
+        spans = self.executor.task_spans(n, self._seconds_per_cost)
+        tasks = [Task(k, None, None, start, stop, tuple(column[start:stop] for column in rows))
+                 for k, (start, stop) in enumerate(spans)]
         self._run(tasks, out, None, unit="directions")
 
     def _check_shipped(self, dtheta: np.ndarray) -> None:
