@@ -287,7 +287,8 @@ def _run(
     if placement.n_workers * placement.threads_per_worker > 1:
         replayed = confirm_reproducible(
             problem.cost, problem.theta, problem.steps, outcome.approx, problem.dtheta,
-            among=outcome.checked if outcome.partial else None)
+            among=outcome.checked if outcome.partial else None,
+            workers=placement.executor != "local")
     return _Run(outcome, placement, compile_seconds, replayed, hints)
 
 

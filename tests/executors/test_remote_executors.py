@@ -269,6 +269,7 @@ def test_a_wrong_differenced_component_of_a_remote_screen_is_replayed(remote):
     with pytest.raises(fastgc.IrreproducibleCostError, match=r"theta\[1234\]") as info:
         check(skewed_in_workers, params, grads, args=args, plan="screen", **remote)
     assert 1234 in info.value.indices
+    assert "ran on worker processes" in str(info.value) and "n_threads=1" not in str(info.value)
 
 
 def skewed_in_workers(params, a, B, original, caller):

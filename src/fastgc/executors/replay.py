@@ -75,7 +75,7 @@ def _most_disagreeing(approx: np.ndarray, dtheta: np.ndarray, k: int) -> np.ndar
 
 def confirm_reproducible(
     cost: "Cost", theta: np.ndarray, steps: "StepRule", approx: np.ndarray,
-    dtheta: np.ndarray, among: np.ndarray | None = None,
+    dtheta: np.ndarray, among: np.ndarray | None = None, workers: bool = False,
 ) -> int:
     """Replay a sample of ``approx`` serially; raise if any difference comes back other.
 
@@ -89,6 +89,8 @@ def confirm_reproducible(
         The differences of the run, and the analytic gradient (to pick the sample).
     among : ndarray of bool, shape (n,), optional
         The components the run differenced one by one, when it did not do them all.
+    workers : bool
+        Whether the numbers came from worker processes (the error's advice differs).
 
     Returns
     -------
@@ -112,13 +114,28 @@ def confirm_reproducible(
     first = approx[indices]
     differ = np.flatnonzero(first[:replayed].view(np.uint64) != again[:replayed].view(np.uint64))
     if failed[0] >= 0 or differ.size:
-        _raise_irreproducible(cost, indices, first, again, differ, int(failed[0]))
+        _raise_irreproducible(cost, indices, first, again, differ, int(failed[0]), workers)
     return 2 * indices.shape[0]
+
+
+_ON_THREADS = (
+    "The check ran on several threads and its kernels give the same bits on any thread, so "
+    "the cost is not thread-safe (a cache of activations, a scratch buffer or other state "
+    "shared between calls) or not a function of the parameters it is given. Make it "
+    "thread-safe, or pass n_threads=1"
+)
+_ON_WORKERS = (
+    "The check ran on worker processes, each of which gives the bits of this process for a "
+    "cost of the parameters alone, so the cost depends on something else that differs "
+    "between processes or calls (state kept between calls, the process id, a random number "
+    "generator, threads inside a worker). Make it a function of its parameters, or run with "
+    "executor='local'"
+)
 
 
 def _raise_irreproducible(
     cost: "Cost", indices: np.ndarray, first: np.ndarray, again: np.ndarray,
-    differ: np.ndarray, failed_at: int,
+    differ: np.ndarray, failed_at: int, workers: bool,
 ) -> None:
     positions = differ.tolist() + ([failed_at] if failed_at >= 0 else [])
     shown = [int(indices[k]) for k in positions]
@@ -130,11 +147,8 @@ def _raise_irreproducible(
     )
     raise IrreproducibleCostError(
         f"the cost gave other numbers when {len(shown)} of {indices.shape[0]} differences "
-        f"were evaluated again, one at a time, at the same parameters ({pairs}). The check "
-        "runs on several threads and its kernels give the same bits on any thread, so the "
-        "cost is not thread-safe (a cache of activations, a scratch buffer or other state "
-        "shared between calls) or not a function of the parameters it is given. Make it "
-        "thread-safe, or pass n_threads=1",
+        f"were evaluated again, one at a time, at the same parameters ({pairs}). "
+        + (_ON_WORKERS if workers else _ON_THREADS),
         indices=tuple(shown), parallel=parallel, serial=serial,
         location=cost.layout.locate(shown[0]),
     )
