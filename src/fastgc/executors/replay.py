@@ -8,6 +8,7 @@ gives other numbers, and no verdict can be drawn from them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -116,6 +117,36 @@ def confirm_reproducible(
     if failed[0] >= 0 or differ.size:
         _raise_irreproducible(cost, indices, first, again, differ, int(failed[0]), workers)
     return 2 * indices.shape[0]
+
+
+@dataclass(repr=False)
+class DirectionalRows:
+    """The directional tasks a plan ran through its session, batch by batch, with what they
+    gave: the arguments of ``session.directional`` and a copy of its ``out`` (J+ - J-, the
+    prediction, the squared norm of the move). A screen runs a handful per block."""
+
+    batches: list[tuple[np.ndarray, ...]] = field(default_factory=list)
+
+    def record(self, lo: np.ndarray, hi: np.ndarray, seeds: np.ndarray, kinds: np.ndarray,
+               steps: np.ndarray, out: np.ndarray) -> None:
+        """Keep one batch: int64 ``lo``, ``hi`` and ``kinds``, uint64 ``seeds``, float64
+        ``steps`` of shape (t,) and ``out`` of shape (t, 3), as the session was given them."""
+        if lo.shape[0]:
+            self.batches.append(tuple(np.array(a, copy=True)
+                                      for a in (lo, hi, seeds, kinds, steps, out)))
+
+    def __len__(self) -> int:
+        return sum(batch[0].shape[0] for batch in self.batches)
+
+    def __repr__(self) -> str:
+        return f"<DirectionalRows: {len(self)} rows in {len(self.batches)} batches>"
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """Every batch's ``lo, hi, seeds, kinds, steps, out``, joined in the order they ran."""
+        if not self.batches:
+            return (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.uint64),
+                    np.empty(0, np.int64), np.empty(0), np.empty((0, 3)))
+        return tuple(np.concatenate(column) for column in zip(*self.batches))
 
 
 _ON_THREADS = (
