@@ -37,7 +37,7 @@ from .diagnosis import (
 )
 from .engines import resolve_engine
 from .executors import placement_hints, placement_of, resolve_executor
-from .executors.replay import confirm_reproducible
+from .executors.replay import confirm_directions_reproducible, confirm_reproducible
 from .plans import Plan, PlanContext, resolve_plan
 
 if TYPE_CHECKING:
@@ -177,7 +177,8 @@ def check(
         The cost raised, or returned a non-finite or non-scalar value, or replaced an array of
         the structure it was handed (the index is named).
     IrreproducibleCostError
-        On several threads: differences evaluated again serially came back other (the cost
+        On several threads or workers: a sample of the differences (of components, and of
+        the screen's random directions) evaluated again serially came back other (the cost
         is not thread-safe, or not a function of its parameters); indices and values named.
     EngineError
         The requested engine is not installed or cannot run this cost.
@@ -270,8 +271,9 @@ def _run(
     problem: _Problem, plan: Plan, executor: Any, progress: bool | None,
     thresholds: tuple[float, float], prober: Prober,
 ) -> _Run:
-    """The plan run in a session of the executor, then a sample replayed serially when the
-    numbers came from several threads or workers, which must agree to the bit."""
+    """The plan run in a session of the executor, then a sample of its differences (of
+    components, and along directions) replayed serially when the numbers came from several
+    threads or workers, which must agree to the bit."""
     started = time.perf_counter()
     with executor.open() as session:
         outcome = plan.run(PlanContext(
@@ -285,10 +287,14 @@ def _run(
                             time.perf_counter() - started - session.compile_seconds)
     replayed = 0
     if placement.n_workers * placement.threads_per_worker > 1:
+        workers = placement.executor != "local"
         replayed = confirm_reproducible(
             problem.cost, problem.theta, problem.steps, outcome.approx, problem.dtheta,
-            among=outcome.checked if outcome.partial else None,
-            workers=placement.executor != "local")
+            among=outcome.checked if outcome.partial else None, workers=workers)
+        # The screen judges most blocks from directions alone: replay some of those too.
+        replayed += confirm_directions_reproducible(
+            problem.cost, problem.theta, problem.dtheta, outcome.directional_rows,
+            workers=workers)
     return _Run(outcome, placement, compile_seconds, replayed, hints)
 
 

@@ -46,9 +46,11 @@ class IrreproducibleCostError(GradientCheckError, CostError):
     Attributes
     ----------
     indices : tuple of int
-        The flat indices whose differences did not reproduce.
+        The flat indices whose differences did not reproduce (for a directional difference,
+        the first index of the range it moved).
     parallel, serial : tuple of float
-        The differences of the check's run and of the serial re-evaluation, by index.
+        The differences of the check's run and of the serial re-evaluation, by index
+        (``J+ - J-`` for a directional difference).
     result : None
         There is no verdict.
     """

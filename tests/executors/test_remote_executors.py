@@ -154,8 +154,10 @@ def wide_grads(params, a, B, bug=None):
 
 def assert_same_check(result, local):
     """Bitwise the local screen: numbers, verdicts, reports and coverage, and the same work
-    plus the serial replay of a sample of what was differenced one by one."""
-    from fastgc.executors.replay import replay_sample
+    plus the serial replay of a sample of what was differenced one by one and of
+    ``REPLAY_ROWS`` directional rows (every screen here runs more directions on the
+    workers)."""
+    from fastgc.executors.replay import REPLAY_ROWS, replay_sample
 
     assert bits(result.approx) == bits(local.approx)
     assert result.verdict == local.verdict and result.plan == local.plan
@@ -165,7 +167,7 @@ def assert_same_check(result, local):
     if local.checked is not None:
         assert bits(result.checked) == bits(local.checked)
     replayed = replay_sample(local.approx, local.dtheta, local.checked).shape[0]
-    assert result.evaluations == local.evaluations + 2 * replayed
+    assert result.evaluations == local.evaluations + 2 * (replayed + REPLAY_ROWS)
     assert result.n_workers == 2
 
 
@@ -277,6 +279,38 @@ def skewed_in_workers(params, a, B, original, caller):
     (the same J(theta) everywhere)."""
     skew = 0.0 if os.getpid() == caller else 1e-6 * (params["w"][1234] - original)
     return wide_cost(params, a, B) + skew
+
+
+def skewed_along_w_in_workers(params, a, B, w0, caller):
+    """The wide cost, plus a slope of 4e-8 along the sum of w in any process but the
+    caller's: the same J(theta) everywhere, and a few units in the last place of J along a
+    direction over w, far below what the screen resolves."""
+    skew = 0.0 if os.getpid() == caller else 4e-8 * float(np.sum(params["w"] - w0))
+    return wide_cost(params, a, B) + skew
+
+
+def test_a_cost_differing_in_the_workers_under_a_screen_that_passes_is_caught(remote):
+    """No block disagrees, so nothing is differenced one by one: the replay of the
+    directions the workers ran is what catches a cost that is another function there."""
+    params, a, B = make_wide()
+    grads = wide_grads(params, a, B)
+    # Skewed in this process too, the screen passes every block without a component.
+    everywhere = check(skewed_along_w_in_workers, params, grads,
+                       args=(a, B, params["w"].copy(), -1), plan="screen")
+    assert everywhere.verdict == "correct"
+    assert all(c.components == 0 and c.finding == "passed the screen"
+               for c in everywhere.coverage.values())
+    before = (snapshot(params), snapshot(grads))
+    with pytest.raises(fastgc.IrreproducibleCostError, match="directional differences") as info:
+        check(skewed_along_w_in_workers, params, grads,
+              args=(a, B, params["w"].copy(), os.getpid()), plan="screen", **remote)
+    message = str(info.value)
+    assert "ran on worker processes" in message and "n_threads=1" not in message
+    assert "executor='local'" in message
+    assert set(info.value.indices) == {0} and info.value.location == ("w", (0,))
+    assert "theta[0:3000] (params['w'][0] to params['w'][2999])" in message
+    assert all(p != s for p, s in zip(info.value.parallel, info.value.serial))
+    assert_untouched(params, grads, before)
 
 
 def test_directional_session_needs_the_dtheta_it_shipped(remote):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -10,7 +11,14 @@ import pytest
 import fastgc
 import models
 from conftest import TWO_THREADS, require_engine, run
-from fastgc.executors.replay import REPLAY_SPREAD, REPLAY_WORST, replay_sample
+from fastgc.executors.replay import (
+    REPLAY_ROWS,
+    REPLAY_ROWS_WORST,
+    REPLAY_SPREAD,
+    REPLAY_WORST,
+    direction_replay_sample,
+    replay_sample,
+)
 
 pytestmark = pytest.mark.skipif(TWO_THREADS < 2, reason="needs two threads")
 
@@ -36,6 +44,97 @@ class CachingLayer:
         self.cache["A"] = np.tanh(p["W1"] @ X)
         time.sleep(2e-4)  # the other thread runs meanwhile, and overwrites the cache
         return float(np.sum((p["W2"] @ self.cache["A"] - Y) ** 2) / X.shape[1])
+
+
+def cost(p) -> float:
+    return float(np.sum((p["W2"] @ np.tanh(p["W1"] @ X) - Y) ** 2) / X.shape[1])
+
+
+class CompensatedSum:
+    """Sums the loss with a compensated (Kahan) sum whose carry lives on the object, shared
+    by every thread. Serially the carry is reset at each call and J is exact and repeatable;
+    on two threads the other call's carry leaks in and moves J by round-off only, so every
+    direction of the screen still agrees with backprop: only a replay can tell."""
+
+    def __init__(self) -> None:
+        self.carry = 0.0
+
+    def cost(self, p) -> float:
+        terms = ((p["W2"] @ np.tanh(p["W1"] @ X) - Y) ** 2 / X.shape[1]).ravel().tolist()
+        total, self.carry = 0.0, 0.0
+        for k, term in enumerate(terms):
+            if k % 16 == 15:
+                time.sleep(5e-5)  # the other thread runs meanwhile, and writes the carry
+            corrected = term - self.carry
+            new_total = total + corrected
+            self.carry = (new_total - total) - corrected
+            total = new_total
+        return total
+
+
+def test_a_thread_unsafe_cost_passing_every_block_of_the_screen_is_an_error():
+    """The screen differences no component when every block passes, so the replay of its
+    directions is all that stands between a thread-unsafe cost and a verdict."""
+    require_engine("cython")
+    serial = fastgc.check(CompensatedSum().cost, PARAMS, grads, plan="screen", n_threads=1,
+                          engine="cython", progress=False)
+    assert serial.verdict == "correct", str(serial)
+    assert all(c.components == 0 and c.finding == "passed the screen"
+               for c in serial.coverage.values())
+    with pytest.raises(fastgc.IrreproducibleCostError, match="not thread-safe") as caught:
+        fastgc.check(CompensatedSum().cost, PARAMS, grads, plan="screen", n_threads=2,
+                     engine="cython", progress=False)
+    error = caught.value
+    message = str(error)
+    assert "directional differences" in message and "n_threads=1" in message
+    assert set(error.indices) <= {0, 48}  # the first entry of W1 and of W2
+    assert len(error.indices) == len(error.parallel) == len(error.serial) <= REPLAY_ROWS
+    assert all(p != s for p, s in zip(error.parallel, error.serial))
+    assert repr(error.parallel[0]) in message and repr(error.serial[0]) in message
+    assert error.location[0] in ("W1", "W2")
+    assert f"params[{error.location[0]!r}][0, 0]" in message
+
+
+def test_a_thread_safe_screen_on_two_threads_counts_the_replayed_directions():
+    """Every evaluation is counted: the serial replay adds two per directional row replayed
+    (the screen ran 4 directions per block, more than are replayed), and nothing else."""
+    require_engine("cython")
+    lock, calls = threading.Lock(), [0]
+
+    def counted(p) -> float:
+        with lock:
+            calls[0] += 1
+        return cost(p)
+
+    serial = fastgc.check(counted, PARAMS, grads, plan="screen", n_threads=1,
+                          engine="cython", progress=False)
+    serial_calls, calls[0] = calls[0], 0
+    result = fastgc.check(counted, PARAMS, grads, plan="screen", n_threads=2,
+                          engine="cython", progress=False)
+    assert result.verdict == serial.verdict == "correct"
+    assert result.n_threads == 2 and result.approx.tobytes() == serial.approx.tobytes()
+    assert all(c.components == 0 for c in result.coverage.values())
+    assert result.coverage == serial.coverage
+    assert result.evaluations == calls[0] == serial_calls + 2 * REPLAY_ROWS
+    assert serial.evaluations == serial_calls
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_thread_safe_screen_on_two_threads_replays_bit_for_bit(engine, dtype):
+    """The reference directional kernel gives the bits of every engine's (float32's relative
+    steps too): a deterministic screen passes its replay, identical but for the count."""
+    params, X_, Y_ = models.make_mlp(0, dtype)
+    serial = run(engine, params, X_, Y_, models.grads(params, X_, Y_), plan="screen",
+                 n_threads=1)
+    result = run(engine, params, X_, Y_, models.grads(params, X_, Y_), plan="screen",
+                 n_threads=2)
+    assert result.approx.tobytes() == serial.approx.tobytes()
+    assert result.verdict == serial.verdict and result.coverage == serial.coverage
+    assert result.per_parameter == serial.per_parameter
+    components = replay_sample(serial.approx, serial.dtheta, serial.checked).shape[0]
+    # Four blocks of four directions each: more rows than are replayed.
+    replayed = REPLAY_ROWS + components if engine.parallel else 0
+    assert result.evaluations == serial.evaluations + 2 * replayed
 
 
 def test_a_thread_unsafe_caching_cost_on_two_threads_is_an_error_naming_indices_and_values():
@@ -105,3 +204,16 @@ def test_the_sample_holds_the_most_disagreeing_and_spread_components():
     assert {7, 30, 0, 49} <= set(sample.tolist())
     assert sample.size <= REPLAY_WORST + REPLAY_SPREAD
     assert np.all(np.diff(sample) > 0)
+
+
+def test_the_directional_sample_holds_the_most_disagreeing_and_spread_rows():
+    out = np.ones((12, 3))
+    out[:, 0] = np.linspace(1.0, 2.0, 12)
+    out[:, 1] = out[:, 0]
+    out[5, 1] *= 3.0
+    out[9, 1] *= 1.5
+    sample = direction_replay_sample(out)
+    assert REPLAY_ROWS_WORST == 2 and sample.tolist() == [0, 5, 9, 11]
+    assert direction_replay_sample(out[:3]).tolist() == [0, 1, 2]
+    assert direction_replay_sample(out[:1]).tolist() == [0]
+    assert direction_replay_sample(out[:0]).tolist() == []

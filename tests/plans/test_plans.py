@@ -209,6 +209,59 @@ def test_screen_across_engines_and_thread_counts_agrees_bitwise(engine):
     assert results[0].worst_parameter().name == "W2"
 
 
+def screen_outcome(params, cost, grads, n_threads):
+    """The screen's outcome as ``check`` runs it, with the pieces a replay needs."""
+    from fastgc._cost import Cost, analytic_gradients, measure_baseline
+    from fastgc._layout import flatten
+    from fastgc._steps import choose_steps
+    from fastgc.diagnosis import Prober, effective_thresholds
+    from fastgc.engines import resolve_engine
+    from fastgc.executors import LocalExecutor
+    from fastgc.plans import PlanContext
+
+    theta, layout = flatten(params)
+    cost_ = Cost.classify(cost, (), layout)
+    dtheta = analytic_gradients(grads, theta, layout, ())[0]
+    steps, baseline = choose_steps(theta, None), measure_baseline(cost_, theta)
+    executor = LocalExecutor(resolve_engine("cython", cost_), cost_, theta, n_threads)
+    with executor.open() as session:
+        outcome = fastgc.Screen().run(PlanContext(
+            session, theta, dtheta, layout, steps, baseline.value, baseline.seconds,
+            executor.n_chunks, False, effective_thresholds((1e-7, 1e-3), layout.dtype),
+            Prober(cost_.value_at, theta)))
+    return outcome, cost_, theta, dtheta
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("bug", [None, "one_entry", "block_wide"])
+def test_the_screen_records_every_direction_it_ran_as_the_reference_kernel_gives_it(dtype,
+                                                                                     bug):
+    """Every directional row of the screen, its confirmation and its localisation is kept
+    (coverage counts them per block), and each, run again serially through the reference
+    kernel, gives the same out bit for bit: what the replay after a parallel run relies on."""
+    from fastgc.engines import get_engine
+    from fastgc.engines._reference import RELATIVE
+
+    require_engine("cython")
+    params, cost, grads = wide_mlp(dtype=dtype)
+    if bug == "one_entry":
+        grads = with_bug(grads, "dW1", set_entry((3, 17), 1.5))
+    elif bug == "block_wide":
+        grads = with_bug(grads, "dW2", lambda g: 2.0 * g)
+    outcome, cost_, theta, dtheta = screen_outcome(params, cost, grads, TWO_THREADS)
+    rows = outcome.directional_rows
+    assert len(rows) == sum(c.directions for c in outcome.coverage.values())
+    # Four blocks of four directions, and more where a bug is confirmed and localised.
+    assert len(rows) >= 16 and (len(rows) > 16 or bug is None or dtype == np.float32)
+    lo, hi, seeds, kinds, steps, out = rows.arrays()
+    assert np.all((kinds & RELATIVE) == (RELATIVE if dtype == np.float32 else 0))
+    again, failed = np.empty_like(out), np.empty(1, np.int64)
+    scratch = theta[np.newaxis].copy()
+    get_engine("python").make_directional_runner(cost_, scratch, theta, dtheta)(
+        lo, hi, seeds, kinds, steps, again, failed)
+    assert failed[0] == -1 and again.tobytes() == out.tobytes()
+
+
 def test_sampled_plan_reports_its_coverage():
     params, cost, grads = wide_mlp()
     buggy = with_bug(grads, "db1", lambda g: 4 * g)

@@ -4,10 +4,19 @@ The kernels are bitwise invariant to the thread count, so a deterministic cost g
 bits whichever thread evaluated it. A cost that keeps shared state (a cache of activations, a
 scratch buffer in its arguments) or that is not a function of the parameters it is handed
 gives other numbers, and no verdict can be drawn from them.
+
+Two kinds of numbers are replayed, each through the Python reference kernel on a private copy
+of theta: a sample of the central differences of components (:func:`confirm_reproducible`,
+among the components a partial plan differenced one by one), and a sample of the directional
+differences a plan ran through the session (:func:`confirm_directions_reproducible`, the
+screen's random directions and its localisation), whose ``J+ - J-`` must come back bit for
+bit. A screen in which every block passes differences no component at all, so without the
+second replay its numbers would never be confirmed.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,6 +35,10 @@ REPLAY_WORST = 4
 REPLAY_SPREAD = 4
 # Disagreements are ranked this many components at a time.
 CHUNK = 1 << 16
+# Directional rows replayed: the most disagreeing ones, then rows spread over the others, up
+# to REPLAY_ROWS in all (2 * REPLAY_ROWS serial evaluations at most).
+REPLAY_ROWS_WORST = 2
+REPLAY_ROWS = 4
 
 
 def replay_sample(
@@ -118,6 +131,114 @@ def confirm_reproducible(
     return 2 * indices.shape[0]
 
 
+@dataclass(repr=False)
+class DirectionalRows:
+    """The directional tasks a plan ran through its session, batch by batch, with what they
+    gave: the arguments of ``session.directional`` and a copy of its ``out`` (J+ - J-, the
+    prediction, the squared norm of the move). A screen runs a handful per block."""
+
+    batches: list[tuple[np.ndarray, ...]] = field(default_factory=list)
+
+    def record(self, lo: np.ndarray, hi: np.ndarray, seeds: np.ndarray, kinds: np.ndarray,
+               steps: np.ndarray, out: np.ndarray) -> None:
+        """Keep one batch: int64 ``lo``, ``hi`` and ``kinds``, uint64 ``seeds``, float64
+        ``steps`` of shape (t,) and ``out`` of shape (t, 3), as the session was given them."""
+        if lo.shape[0]:
+            self.batches.append(tuple(np.array(a, copy=True)
+                                      for a in (lo, hi, seeds, kinds, steps, out)))
+
+    def __len__(self) -> int:
+        return sum(batch[0].shape[0] for batch in self.batches)
+
+    def __repr__(self) -> str:
+        return f"<DirectionalRows: {len(self)} rows in {len(self.batches)} batches>"
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """Every batch's ``lo, hi, seeds, kinds, steps, out``, joined in the order they ran."""
+        if not self.batches:
+            return (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.uint64),
+                    np.empty(0, np.int64), np.empty(0), np.empty((0, 3)))
+        return tuple(np.concatenate(column) for column in zip(*self.batches))
+
+
+def direction_replay_sample(out: np.ndarray) -> np.ndarray:
+    """The directional rows to replay: the ``REPLAY_ROWS_WORST`` whose ``J+ - J-`` disagrees
+    most with its prediction (relatively; ties to the earlier row), then rows evenly spread
+    over the others, ``min(REPLAY_ROWS, t)`` in all.
+
+    Parameters
+    ----------
+    out : ndarray of float64, shape (t, 3)
+        The directional kernels' output: J+ - J-, the prediction, the squared move.
+
+    Returns
+    -------
+    ndarray of int64
+        Distinct row numbers in increasing order.
+    """
+    delta, prediction = out[:, 0], out[:, 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        relative = np.abs(delta - prediction) / (np.abs(delta) + np.abs(prediction))
+    relative = np.nan_to_num(relative, nan=0.0, posinf=0.0)
+    worst = np.argsort(-relative, kind="stable")[:REPLAY_ROWS_WORST]
+    others = np.setdiff1d(np.arange(out.shape[0]), worst)
+    wanted = min(REPLAY_ROWS, out.shape[0]) - worst.shape[0]
+    # (m - 1) / (wanted - 1) >= 1 apart when wanted <= m: distinct picks.
+    spread = others[np.linspace(0, others.shape[0] - 1, wanted).astype(np.int64)]
+    return np.unique(np.concatenate([worst, spread]).astype(np.int64))
+
+
+def confirm_directions_reproducible(
+    cost: "Cost", theta: np.ndarray, dtheta: np.ndarray, rows: DirectionalRows,
+    workers: bool = False,
+) -> int:
+    """Replay a sample of the directional rows serially; raise if a ``J+ - J-`` comes back
+    other.
+
+    Parameters
+    ----------
+    cost : Cost
+    theta : ndarray, shape (n,)
+        The flat parameters (copied once, never modified).
+    dtheta : ndarray, shape (n,)
+        The analytic gradient the rows were run with.
+    rows : DirectionalRows
+        What the plan ran through the session (nothing for a plan that moves no direction).
+    workers : bool
+        Whether the numbers came from worker processes (the error's advice differs).
+
+    Returns
+    -------
+    int
+        How many evaluations of the cost the replay took (2 per row replayed).
+
+    Raises
+    ------
+    IrreproducibleCostError
+        Naming the ranges moved (their parameter) and both values of ``J+ - J-``.
+    """
+    if not len(rows):
+        return 0
+    lo, hi, seeds, kinds, steps, out = rows.arrays()
+    picked = direction_replay_sample(out)
+    private = theta.copy()
+    scratch = private[np.newaxis].copy()
+    run = get_engine("python").make_directional_runner(cost, scratch, private, dtheta)
+    again = np.empty((picked.shape[0], 3))
+    failed = np.empty(1, dtype=np.int64)
+    run(lo[picked], hi[picked], seeds[picked], kinds[picked], steps[picked], again, failed)
+    replayed = picked.shape[0] if failed[0] < 0 else int(failed[0])
+    first = out[picked, 0]
+    differ = np.flatnonzero(first[:replayed].view(np.uint64)
+                            != again[:replayed, 0].view(np.uint64))
+    if failed[0] >= 0 or differ.size:
+        positions = differ.tolist() + ([int(failed[0])] if failed[0] >= 0 else [])
+        serial = [float(again[k, 0]) if k < replayed else float("nan") for k in positions]
+        _raise_irreproducible_directions(cost, lo[picked], hi[picked], first, serial,
+                                         positions, workers)
+    return 2 * picked.shape[0]
+
+
 _ON_THREADS = (
     "The check ran on several threads and its kernels give the same bits on any thread, so "
     "the cost is not thread-safe (a cache of activations, a scratch buffer or other state "
@@ -151,4 +272,26 @@ def _raise_irreproducible(
         + (_ON_WORKERS if workers else _ON_THREADS),
         indices=tuple(shown), parallel=parallel, serial=serial,
         location=cost.layout.locate(shown[0]),
+    )
+
+
+def _raise_irreproducible_directions(
+    cost: "Cost", lo: np.ndarray, hi: np.ndarray, first: np.ndarray, serial: list[float],
+    positions: list[int], workers: bool,
+) -> None:
+    layout = cost.layout
+    starts = tuple(int(lo[k]) for k in positions)
+    parallel = tuple(float(first[k]) for k in positions)
+    pairs = "; ".join(
+        f"theta[{int(lo[k])}:{int(hi[k])}] ({where_in_params(layout, int(lo[k]))} to "
+        f"{where_in_params(layout, int(hi[k]) - 1)}): {p!r} then {s!r}"
+        for k, p, s in zip(positions[:5], parallel, serial)
+    )
+    raise IrreproducibleCostError(
+        f"the cost gave other numbers when {len(positions)} of {lo.shape[0]} directional "
+        "differences J(theta + h v) - J(theta - h v) (random directions within a block) were "
+        f"evaluated again, one at a time, at the same parameters ({pairs}). "
+        + (_ON_WORKERS if workers else _ON_THREADS),
+        indices=starts, parallel=parallel, serial=tuple(serial),
+        location=layout.locate(starts[0]),
     )

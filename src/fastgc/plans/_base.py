@@ -17,6 +17,7 @@ import numpy as np
 from .._result import BlockCoverage, ParameterReport, Verdict, worst_verdict
 from ..diagnosis import Noise
 from ..executors.local import PROGRESS_AFTER_SECONDS, progress_bar, round_size
+from ..executors.replay import DirectionalRows
 
 if TYPE_CHECKING:
     from .._layout import Layout
@@ -52,6 +53,8 @@ class PlanContext:
     evaluations: int = 0  # spent by the plan through the session
     expected: int = 0  # evaluations the plan has announced so far (see ``expect``)
     bar: object = None  # the progress bar over evaluations, once shown
+    # Every directional row run through the session, for the serial replay after a parallel run.
+    directional_rows: DirectionalRows = field(default_factory=DirectionalRows)
 
     def expect(self, evaluations: int) -> None:
         """Announce ``evaluations`` more to come. The bar over evaluations appears, as the
@@ -125,6 +128,7 @@ class PlanContext:
                                          batch.seeds[part], kinds[part], batch.steps[part],
                                          out[part])
             self._advance(2 * (stop - start))
+        self.directional_rows.record(batch.lo, batch.hi, batch.seeds, kinds, batch.steps, out)
         return out
 
     @contextlib.contextmanager
@@ -205,6 +209,8 @@ class PlanOutcome:
     measured_roundoff: float | None = None
     # Blocks the plan's directions showed wrong as a whole (numbers, see Evidence).
     decided_blocks: frozenset = frozenset()
+    # The directional rows the plan ran through the session (none for components alone).
+    directional_rows: DirectionalRows = field(default_factory=DirectionalRows)
 
     def overall_difference(self, diagnosis: "Diagnosis", full: float) -> float:
         """The lecture's number over all of theta for a full check; for a partial one, the

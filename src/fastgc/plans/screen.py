@@ -118,7 +118,8 @@ class Screen(Plan):
             checked[fresh] = True
             components[k] = np.union1d(components[k], fresh)
         outcome = PlanOutcome(approx, checked, {}, context.evaluations, self.name,
-                              notes=(SCREEN_NOTE,), measured_roundoff=measured)
+                              notes=(SCREEN_NOTE,), measured_roundoff=measured,
+                              directional_rows=context.directional_rows)
         _judge(outcome, layout, context.thresholds, (first, second), searches, components,
                non_finite)
         outcome.decided_blocks = frozenset(
