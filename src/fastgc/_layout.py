@@ -200,14 +200,15 @@ def flatten(params: Any) -> tuple[np.ndarray, Layout]:
                 f"{array.dtype}; give every parameter the same dtype"
             )
         arrays.append(array)
-    sizes = [a.size for a in arrays]
-    if sum(sizes) == 0:
+    bounds = [0]
+    for array in arrays:
+        bounds.append(bounds[-1] + array.size)
+    if bounds[-1] == 0:
         raise InvalidInputError("params hold no values (every array is empty)")
-    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
-    np.cumsum(sizes, out=offsets[1:])
-    theta = np.empty(int(offsets[-1]), dtype=dtype)
+    offsets = np.array(bounds, dtype=np.int64)
+    theta = np.empty(bounds[-1], dtype=dtype)
     for k, array in enumerate(arrays):
-        theta[offsets[k] : offsets[k + 1]] = array.reshape(-1)  # C order, any input layout
+        theta[bounds[k] : bounds[k + 1]] = array.reshape(-1)  # C order, any input layout
     layout = Layout(names, tuple(a.shape for a in arrays), offsets, np.dtype(dtype), tree)
     finite = np.isfinite(theta)
     if not finite.all():

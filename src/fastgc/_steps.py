@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._errors import InvalidInputError
+
 
 UNIT_ROUNDOFF = {np.dtype(np.float64): 2.0**-53, np.dtype(np.float32): 2.0**-24}
 # Default steps: the lecture's 1e-7 for float64; about cbrt(u), relative, for float32.
@@ -87,8 +89,6 @@ def upcast_float32(
     """With ``upcast``, float32 parameters become a float64 copy (the cost is then evaluated
     in float64), and the thresholds those of float32 gradients: what the analytic side can
     attain. Anything else is returned as it is."""
-    from ._errors import InvalidInputError
-
     if not isinstance(upcast, (bool, np.bool_)):
         raise InvalidInputError(f"upcast must be True or False, got {upcast!r}")
     if not upcast or theta.dtype != np.float32:

@@ -142,7 +142,7 @@ class LocalSession:
         except Exception as error:  # raised inside compiled code: find the index in Python
             self._work[:] = executor.theta
             _locate_error(executor, indices, steps, error)
-        if np.any(failed >= 0):
+        if (failed >= 0).any():
             k = int(failed[failed >= 0].min())
             describe_failure(executor.cost, executor.theta, int(indices[k]), float(steps[k]))
         aborted = _aborted_at(self._work, executor.theta, indices)
@@ -218,9 +218,13 @@ def progress_bar(total: int, unit: str = "param", initial: int = 0):
     return tqdm(total=total, desc="fastgc", unit=unit, leave=False, initial=initial)
 
 
+# Unsigned integers of each float's width, to compare floats bit for bit.
+_BITS = {4: np.dtype(np.uint32), 8: np.dtype(np.uint64)}
+
+
 def _aborted_at(work: np.ndarray, theta: np.ndarray, indices: np.ndarray) -> int | None:
     """The first position in ``indices`` where a copy of theta was left moved, or None."""
-    integer = np.dtype(f"u{theta.dtype.itemsize}")
+    integer = _BITS[theta.dtype.itemsize]
     work_bits, theta_bits = work.view(integer), theta.view(integer)
     if indices.size and indices[-1] - indices[0] + 1 == indices.size:
         # A sweep's round is a range: compare views, not gathered copies, and look closer
@@ -255,11 +259,11 @@ def _locate_error(
 def check_restored(work: np.ndarray, theta: np.ndarray, layout: "Layout") -> None:
     """Every row of ``work`` is bitwise ``theta``, or a :class:`CostError` naming the first
     component the cost wrote into."""
-    integer = np.dtype(f"u{theta.dtype.itemsize}")
+    integer = _BITS[theta.dtype.itemsize]
     # Bitwise, so that -0.0 and NaN payloads count; the first change of the first copy.
-    changed = np.flatnonzero(work.view(integer) != theta.view(integer))
-    if changed.size:
-        i = int(changed[0]) % theta.shape[0]
+    unequal = work.view(integer) != theta.view(integer)
+    if unequal.any():
+        i = int(np.flatnonzero(unequal)[0]) % theta.shape[0]
         raise CostError(
             f"the cost wrote into the parameters it was given ({where_in_params(layout, i)} "
             "changed): treat them as read-only",
