@@ -302,6 +302,8 @@ def _as_float_array(leaf: Any, label: str) -> np.ndarray:
 
 
 def _walk(node: Any, path: str, prefix: str = "") -> tuple[_Node, list[tuple[str, Any]]]:
+    if type(node) is np.ndarray:  # the usual leaf, known without the slower Mapping test
+        return ("leaf", None), [(prefix[:-1] if prefix else "theta", node)]
     if isinstance(node, Mapping):
         children, leaves = [], []
         for key, value in node.items():

@@ -54,12 +54,15 @@ class StepRule:
     def at(self, i: int) -> float:
         return float(self(i, i + 1)[0])
 
-    @functools.cached_property
+    @property
     def typical(self) -> float:
         """The median step, for the report (computed once, when the rule is chosen, while the
         memory a float32 check may use has room for its temporary)."""
-        if not self.relative:
-            return self.eps
+        return self._median_step if self.relative else self.eps
+
+    @functools.cached_property
+    def _median_step(self) -> float:
+        """The median of relative steps, computed on first use."""
         # One temporary the size of theta, reused in place: a float32 check's memory bound
         # has room for no more.
         magnitudes = np.abs(self.theta)

@@ -44,11 +44,10 @@ def resolve_executor(
     asked for (None: one per worker for a Python cost, the worker's share of the cores for a
     compiled one).
     """
-    from .dask import is_dask_client
-
     if executor is None or (isinstance(executor, str) and executor.strip().lower() == "local"):
         _no_workers_count(n_workers, "executor='local'")
         return LocalExecutor(engine, cost, theta, n_threads)
+    from .dask import is_dask_client
     if isinstance(executor, str):
         if executor.strip().lower() != "processes":
             raise InvalidInputError(
