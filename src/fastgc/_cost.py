@@ -129,6 +129,9 @@ class Cost:
             targets = [self.layout.unflatten(row) for row in work]
             slots = [list(view_slots(target)) for target in targets]
             function, args = self.function, self.args
+        elif self.kind is CostKind.NJIT and self.reseed is None:
+            targets = list(work)
+            function, args = self.function, self.args  # what call does, one call fewer
         else:
             targets = list(work)
             function, args = self.call, ()
