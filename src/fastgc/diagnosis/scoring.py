@@ -104,13 +104,18 @@ def _flag_chunk(
     outside = ~(error <= tolerance + floor)  # NaN and Inf included
     if math.isfinite(resolution):
         hidden = floor > BLIND_SHARE * relative
-        blind = hidden & (floor > resolution)
+        above = floor > resolution
+        # One floor for the chunk (equal steps) is above the resolution or not: where it is
+        # not, no component is blind but in a blind block.
+        blind = hidden & above if isinstance(floor, np.ndarray) else (hidden if above else None)
         if blind_blocks is None and hidden.any():
             blind_blocks = _blind_blocks(evidence, floor_scale)
         if blind_blocks is not None and blind_blocks.any():
             blocks = evidence.layout.block_of(np.arange(start, stop))
-            blind |= hidden & blind_blocks[blocks]
-        outside |= blind & (error > tolerance)
+            in_blind_block = hidden & blind_blocks[blocks]
+            blind = in_blind_block if blind is None else blind | in_blind_block
+        if blind is not None:
+            outside |= blind & (error > tolerance)
     return _FlagTerms(error, relative, tolerance, floor, outside), blind_blocks
 
 
@@ -227,7 +232,7 @@ def resolution(evidence: Evidence, bug: float) -> float:
     float
     """
     n = evidence.approx.shape[0]
-    squared = float(np.sum(evidence.block_norms[:, 2]))
+    squared = float(evidence.block_norms[:, 2].sum())
     if n == 0 or not math.isfinite(squared):
         return math.inf
     return RESOLUTION_FACTOR * bug * math.sqrt(squared / n)
@@ -445,7 +450,7 @@ def _lecture(sum_difference: float, sum_approx: float, sum_dtheta: float) -> flo
 
 
 def _verdict(difference: float, correct: float, bug: float) -> Verdict:
-    if not np.isfinite(difference) or difference >= bug:
+    if not math.isfinite(difference) or difference >= bug:
         return Verdict.BUG
     if difference > correct:
         return Verdict.SUSPICIOUS
@@ -528,5 +533,5 @@ def overall_verdict(
     correct, bug = thresholds
     any_non_finite = bool(totals.n_non_finite.any())
     summed = totals.squares.sum(axis=0)
-    overall = Verdict.BUG if any_non_finite else _verdict(_lecture(*summed), correct, bug)
+    overall = Verdict.BUG if any_non_finite else _verdict(_lecture(*summed.tolist()), correct, bug)
     return worst_verdict([overall] + [p.verdict for p in per_parameter.values()])
