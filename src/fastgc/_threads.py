@@ -238,27 +238,38 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-@contextlib.contextmanager
-def numba_threads(n_threads: int) -> Iterator[None]:
+class numba_threads:
     """Numba's thread count for this thread set to ``n_threads``, restored on exit.
 
     Set and restored with Ctrl-C deferred, so that an interrupt cannot fall between reading
-    the count and restoring it.
+    the count and restoring it. A class rather than a generator: a check enters it every time.
     """
-    import numba
 
-    wanted = min(n_threads, numba.config.NUMBA_NUM_THREADS)
-    if numba.get_num_threads() == wanted:  # nothing to set, nothing to restore
-        yield
-        return
-    previous = None
-    try:
-        with interrupts_deferred():
-            previous = numba.get_num_threads()
-            numba.set_num_threads(wanted)
-        yield
-    finally:
+    __slots__ = ("_wanted", "_previous")
+
+    def __init__(self, n_threads: int) -> None:
+        self._wanted, self._previous = n_threads, None
+
+    def __enter__(self) -> None:
+        import numba
+
+        wanted = min(self._wanted, numba.config.NUMBA_NUM_THREADS)
+        current = numba.get_num_threads()  # per thread: nothing else changes it meanwhile
+        if current == wanted:  # nothing to set, nothing to restore
+            return
+        try:
+            with interrupts_deferred():
+                self._previous = current
+                numba.set_num_threads(wanted)
+        except BaseException:  # an interrupt delivered as the deferral ends: restore first
+            self.__exit__()
+            raise
+
+    def __exit__(self, *exc_info: Any) -> None:
+        previous, self._previous = self._previous, None
         if previous is not None:
+            import numba
+
             with interrupts_deferred():
                 numba.set_num_threads(previous)
 
