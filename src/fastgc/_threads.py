@@ -205,7 +205,8 @@ def threads(n_threads: int | None) -> Iterator[int]:
 
 
 def in_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
+    # By identifier: the same answer as comparing thread objects, without looking this one up.
+    return threading.get_ident() == threading.main_thread().ident
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,8 +318,7 @@ _blas_cap: _BlasCap | None = None  # the cap, which restores the settings it fou
 _cap_held_here = threading.local()
 
 
-@contextlib.contextmanager
-def blas_limited() -> Iterator[None]:
+class blas_limited:
     """BLAS/OpenMP pools inside the cost capped at one thread for as long as a check runs.
 
     Always, whatever the check's own thread count: a threaded BLAS sums in an order that
@@ -328,18 +328,28 @@ def blas_limited() -> Iterator[None]:
     what the first found, so no check runs uncapped while another still needs the cap. Entry
     and exit run with Ctrl-C deferred, so an interrupt cannot leave the cap behind. A block
     inside another in the same thread does nothing: the outer block holds the cap throughout.
+    A class rather than a generator: a check enters it twice.
     """
-    if getattr(_cap_held_here, "held", False):
-        yield
-        return
-    held = False
-    try:
-        with interrupts_deferred():
-            _hold_blas_cap()
-            held = _cap_held_here.held = True
-        yield
-    finally:
-        if held:
+
+    __slots__ = ("_held",)
+
+    def __init__(self) -> None:
+        self._held = False
+
+    def __enter__(self) -> None:
+        if getattr(_cap_held_here, "held", False):
+            return
+        try:
+            with interrupts_deferred():
+                _hold_blas_cap()
+                self._held = _cap_held_here.held = True
+        except BaseException:  # an interrupt delivered as the deferral ends: release first
+            self.__exit__()
+            raise
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._held:
+            self._held = False
             with interrupts_deferred():
                 _cap_held_here.held = False
                 _release_blas_cap()
