@@ -83,17 +83,19 @@ def _most_disagreeing(approx: np.ndarray, dtheta: np.ndarray, k: int) -> np.ndar
     chunk by chunk so that no n-sized temporary is made."""
     candidates, scores = [], []
     for start in range(0, approx.shape[0], CHUNK):
-        a, d = approx[start:start + CHUNK], dtheta[start:start + CHUNK].astype(np.float64)
+        a = approx[start:start + CHUNK]
+        d = np.asarray(dtheta[start:start + CHUNK], dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
             relative = np.abs(a - d) / (np.abs(a) + np.abs(d))
         # NaN (0 / 0, or a NaN gradient) and inf count as no disagreement; a ratio of
         # magnitudes is never negative.
-        relative[~(relative < np.inf)] = 0.0
-        top = np.sort(np.argsort(-relative, kind="stable")[:k])
+        relative = np.where(relative < np.inf, relative, 0.0)
+        top = np.argsort(-relative, kind="stable")[:k]  # by disagreement, ties by index
+        if start == 0 and approx.shape[0] <= CHUNK:  # one chunk: these are the k
+            return top
+        top.sort()
         candidates.append(top + start)
         scores.append(relative[top])
-    if len(candidates) == 1:  # one chunk: its own order is the answer
-        return candidates[0][np.argsort(-scores[0], kind="stable")[:k]]
     if not candidates:
         return np.empty(0, dtype=np.int64)
     candidates_, scores_ = np.concatenate(candidates), np.concatenate(scores)
