@@ -324,10 +324,14 @@ class _BlockTotals:
     def add(self, terms: _ChunkTerms, bounds: list[int], start: int, stop: int) -> None:
         """Add the chunk start:stop to the totals of every block it meets."""
         blocks_here, begins_here = _blocks_meeting(bounds, start, stop)
-        blocks, begins = np.array(blocks_here), np.array(begins_here)
-        self.squares[blocks] += np.add.reduceat(terms.squares, begins, axis=1).T
+        first, last = blocks_here[0], blocks_here[-1]
+        # Without empty blocks among them, the blocks are a slice: no fancy indexing.
+        blocks = (slice(first, last + 1) if last - first + 1 == len(blocks_here)
+                  else np.array(blocks_here))
+        self.squares[blocks] += np.add.reduceat(terms.squares, begins_here, axis=1).T
         if not terms.all_finite:
-            self.n_non_finite[blocks] += np.add.reduceat(~terms.finite, begins, dtype=np.int64)
+            self.n_non_finite[blocks] += np.add.reduceat(~terms.finite, begins_here,
+                                                         dtype=np.int64)
         # The worst component of each block: argmax takes the first on ties, and a NaN first.
         raw_error = terms.raw_error
         ends = begins_here[1:] + [stop - start]
