@@ -558,3 +558,33 @@ def test_interrupts_deferred_is_a_no_op_outside_the_main_thread():
             return "ran"
 
     assert run_in_pool([job], workers=1) == ["ran"]
+
+
+def test_a_check_inside_a_cost_keeps_the_blas_cap_of_the_check_around_it():
+    # A nested check (here from the cost of another, in the same thread) leaves the cap to the
+    # outer one: BLAS stays on one thread after the inner check ends, until the outer ends.
+    require_engine("cython")
+    assert blas_threads(), "threadpoolctl finds the BLAS library NumPy uses"
+    params, X, Y = models.make_mlp(0)
+    grads = models.grads(params, X, Y)
+    seen: dict[str, list[int]] = {}
+
+    def outer_cost(p, X, Y):
+        if "after the inner check" not in seen:
+            inner = fastgc.check(models.cost, params, grads, args=(X, Y), engine="cython",
+                                 n_threads=1, progress=False)
+            assert inner.verdict == "correct"
+            seen["after the inner check"] = blas_threads()
+        return models.cost(p, X, Y)
+
+    session = blas_threads()
+    set_blas_threads(2)
+    try:
+        before = blas_threads()
+        result = fastgc.check(outer_cost, params, grads, args=(X, Y), engine="cython",
+                              n_threads=1, progress=False)
+        assert result.verdict == "correct"
+        assert all(count == 1 for count in seen["after the inner check"]), seen
+        assert blas_threads() == before
+    finally:
+        set_blas_threads(session[0])

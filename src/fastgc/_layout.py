@@ -8,6 +8,7 @@ reported by parameter name.
 
 from __future__ import annotations
 
+import bisect
 import numbers
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
@@ -100,9 +101,9 @@ class Layout:
             raise InvalidInputError(
                 f"flat_index must be in [0, {self.size}), got {flat_index}"
             )
-        k = int(np.searchsorted(self.offsets, flat_index, side="right")) - 1
-        index = np.unravel_index(flat_index - int(self.offsets[k]), self.shapes[k])
-        return self.names[k], tuple(int(j) for j in index)
+        bounds = self.offsets.tolist()  # one index: Python's bisect costs less than NumPy's
+        k = bisect.bisect_right(bounds, flat_index) - 1
+        return self.names[k], _unravel(flat_index - bounds[k], self.shapes[k])
 
     def flat_index(self, name: str, index: tuple[int, ...] | int = ()) -> int:
         """The position in theta of ``params[name][index]`` (inverse of :meth:`locate`)."""
@@ -125,6 +126,15 @@ class Layout:
     def __repr__(self) -> str:
         blocks = ", ".join(f"{name}{list(shape)}" for name, shape in zip(self.names, self.shapes))
         return f"Layout({blocks}; n={self.size}, dtype={self.dtype})"
+
+
+def _unravel(position: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The index in C order of element ``position`` of an array of ``shape``."""
+    index = []
+    for size in reversed(shape):
+        position, j = divmod(position, size)
+        index.append(j)
+    return tuple(reversed(index))
 
 
 def flatten(params: Any) -> tuple[np.ndarray, Layout]:
@@ -190,14 +200,15 @@ def flatten(params: Any) -> tuple[np.ndarray, Layout]:
                 f"{array.dtype}; give every parameter the same dtype"
             )
         arrays.append(array)
-    sizes = [a.size for a in arrays]
-    if sum(sizes) == 0:
+    bounds = [0]
+    for array in arrays:
+        bounds.append(bounds[-1] + array.size)
+    if bounds[-1] == 0:
         raise InvalidInputError("params hold no values (every array is empty)")
-    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
-    np.cumsum(sizes, out=offsets[1:])
-    theta = np.empty(int(offsets[-1]), dtype=dtype)
+    offsets = np.array(bounds, dtype=np.int64)
+    theta = np.empty(bounds[-1], dtype=dtype)
     for k, array in enumerate(arrays):
-        theta[offsets[k] : offsets[k + 1]] = array.reshape(-1)  # C order, any input layout
+        theta[bounds[k] : bounds[k + 1]] = array.reshape(-1)  # C order, any input layout
     layout = Layout(names, tuple(a.shape for a in arrays), offsets, np.dtype(dtype), tree)
     finite = np.isfinite(theta)
     if not finite.all():
@@ -291,6 +302,8 @@ def _as_float_array(leaf: Any, label: str) -> np.ndarray:
 
 
 def _walk(node: Any, path: str, prefix: str = "") -> tuple[_Node, list[tuple[str, Any]]]:
+    if type(node) is np.ndarray:  # the usual leaf, known without the slower Mapping test
+        return ("leaf", None), [(prefix[:-1] if prefix else "theta", node)]
     if isinstance(node, Mapping):
         children, leaves = [], []
         for key, value in node.items():

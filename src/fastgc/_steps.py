@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._errors import InvalidInputError
+
 
 UNIT_ROUNDOFF = {np.dtype(np.float64): 2.0**-53, np.dtype(np.float32): 2.0**-24}
 # Default steps: the lecture's 1e-7 for float64; about cbrt(u), relative, for float32.
@@ -52,12 +54,15 @@ class StepRule:
     def at(self, i: int) -> float:
         return float(self(i, i + 1)[0])
 
-    @functools.cached_property
+    @property
     def typical(self) -> float:
         """The median step, for the report (computed once, when the rule is chosen, while the
         memory a float32 check may use has room for its temporary)."""
-        if not self.relative:
-            return self.eps
+        return self._median_step if self.relative else self.eps
+
+    @functools.cached_property
+    def _median_step(self) -> float:
+        """The median of relative steps, computed on first use."""
         # One temporary the size of theta, reused in place: a float32 check's memory bound
         # has room for no more.
         magnitudes = np.abs(self.theta)
@@ -87,8 +92,6 @@ def upcast_float32(
     """With ``upcast``, float32 parameters become a float64 copy (the cost is then evaluated
     in float64), and the thresholds those of float32 gradients: what the analytic side can
     attain. Anything else is returned as it is."""
-    from ._errors import InvalidInputError
-
     if not isinstance(upcast, (bool, np.bool_)):
         raise InvalidInputError(f"upcast must be True or False, got {upcast!r}")
     if not upcast or theta.dtype != np.float32:

@@ -224,7 +224,8 @@ def threads(n_threads: int | None) -> Iterator[int]:
 
 
 def in_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
+    # By identifier: the same answer as comparing thread objects, without looking this one up.
+    return threading.get_ident() == threading.main_thread().ident
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,38 +254,50 @@ def forked_from_a_clean_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _forked, _blas_cap_lock, _blas_cap_holders, _blas_limiter
+    global _forked, _blas_cap_lock, _blas_cap_holders, _blas_cap, _cap_held_here
     _forked = True
     # The threads that held the BLAS cap or its lock did not come along.
     _blas_cap_lock = threading.Lock()
-    _blas_cap_holders, _blas_limiter = 0, None
+    _blas_cap_holders, _blas_cap = 0, None
+    _cap_held_here = threading.local()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-@contextlib.contextmanager
-def numba_threads(n_threads: int) -> Iterator[None]:
+class numba_threads:
     """Numba's thread count for this thread set to ``n_threads``, restored on exit.
 
     Set and restored with Ctrl-C deferred, so that an interrupt cannot fall between reading
-    the count and restoring it.
+    the count and restoring it. A class rather than a generator: a check enters it every time.
     """
-    import numba
 
-    wanted = min(n_threads, numba.config.NUMBA_NUM_THREADS)
-    if numba.get_num_threads() == wanted:  # nothing to set, nothing to restore
-        yield
-        return
-    previous = None
-    try:
-        with interrupts_deferred():
-            previous = numba.get_num_threads()
-            numba.set_num_threads(wanted)
-        yield
-    finally:
+    __slots__ = ("_wanted", "_previous")
+
+    def __init__(self, n_threads: int) -> None:
+        self._wanted, self._previous = n_threads, None
+
+    def __enter__(self) -> None:
+        import numba
+
+        wanted = min(self._wanted, numba.config.NUMBA_NUM_THREADS)
+        current = numba.get_num_threads()  # per thread: nothing else changes it meanwhile
+        if current == wanted:  # nothing to set, nothing to restore
+            return
+        try:
+            with interrupts_deferred():
+                self._previous = current
+                numba.set_num_threads(wanted)
+        except BaseException:  # an interrupt delivered as the deferral ends: restore first
+            self.__exit__()
+            raise
+
+    def __exit__(self, *exc_info: Any) -> None:
+        previous, self._previous = self._previous, None
         if previous is not None:
+            import numba
+
             with interrupts_deferred():
                 numba.set_num_threads(previous)
 
@@ -304,13 +317,35 @@ def _blas_controller() -> object:
     return _controller[1]
 
 
+class _BlasCap:
+    """Every BLAS library of a threadpoolctl controller set to one thread, and what each had.
+
+    What threadpoolctl's ``limit`` does for these libraries, without building its description
+    of every library (version, paths, ...) on each entry: a check would pay that twice.
+    """
+
+    __slots__ = ("_found",)
+
+    def __init__(self, controller: Any) -> None:
+        self._found = [(library, library.num_threads) for library in controller.lib_controllers]
+        for library, _ in self._found:
+            library.set_num_threads(1)
+
+    def restore(self) -> None:
+        """Give every library back the thread count it had."""
+        for library, num_threads in self._found:
+            library.set_num_threads(num_threads)
+
+
 _blas_cap_lock = threading.Lock()
 _blas_cap_holders = 0  # how many checks in this process are inside blas_limited
-_blas_limiter: Any = None  # threadpoolctl's limiter, which restores the settings it found
+_blas_cap: _BlasCap | None = None  # the cap, which restores the settings it found
+# Whether the calling thread is inside blas_limited already: a block nested in it (a session
+# opened inside a check) is then covered by the outer one, which restores the settings.
+_cap_held_here = threading.local()
 
 
-@contextlib.contextmanager
-def blas_limited() -> Iterator[None]:
+class blas_limited:
     """BLAS/OpenMP pools inside the cost capped at one thread for as long as a check runs.
 
     Always, whatever the check's own thread count: a threaded BLAS sums in an order that
@@ -318,54 +353,73 @@ def blas_limited() -> Iterator[None]:
     gradients depend on ``n_threads``. The BLAS thread count is process-wide: of overlapping
     checks (from a thread pool, or nested), the first caps it and the last to leave restores
     what the first found, so no check runs uncapped while another still needs the cap. Entry
-    and exit run with Ctrl-C deferred, so an interrupt cannot leave the cap behind.
+    and exit run with Ctrl-C deferred, so an interrupt cannot leave the cap behind. A block
+    inside another in the same thread does nothing: the outer block holds the cap throughout.
+    A class rather than a generator: a check enters it twice.
     """
-    held = False
-    try:
-        with interrupts_deferred():
-            _hold_blas_cap()
-            held = True
-        yield
-    finally:
-        if held:
+
+    __slots__ = ("_held",)
+
+    def __init__(self) -> None:
+        self._held = False
+
+    def __enter__(self) -> None:
+        if getattr(_cap_held_here, "held", False):
+            return
+        try:
             with interrupts_deferred():
+                _hold_blas_cap()
+                self._held = _cap_held_here.held = True
+        except BaseException:  # an interrupt delivered as the deferral ends: release first
+            self.__exit__()
+            raise
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._held:
+            self._held = False
+            with interrupts_deferred():
+                _cap_held_here.held = False
                 _release_blas_cap()
 
 
 def _hold_blas_cap() -> None:
-    global _blas_cap_holders, _blas_limiter
+    global _blas_cap_holders, _blas_cap
     with _blas_cap_lock:
         if _blas_cap_holders == 0:
-            # threadpoolctl's limiter, not direct calls: it also hands back control of a shared
-            # OpenBLAS pool, which it grants to one thread at a time.
-            controller: Any = _blas_controller()
-            limiter = controller.limit(limits=1, user_api="blas")
-            limiter.__enter__()
-            _blas_limiter = limiter
+            _blas_cap = _BlasCap(_blas_controller())
         _blas_cap_holders += 1
 
 
 def _release_blas_cap() -> None:
-    global _blas_cap_holders, _blas_limiter
+    global _blas_cap_holders, _blas_cap
     with _blas_cap_lock:
         _blas_cap_holders -= 1
         if _blas_cap_holders == 0:
-            limiter, _blas_limiter = _blas_limiter, None
-            _take_openblas_control()
-            limiter.__exit__(None, None, None)
+            cap, _blas_cap = _blas_cap, None
+            # threadpoolctl lets one thread at a time set a shared OpenBLAS pool: the last
+            # check to leave may run in another thread than the first, which set the cap.
+            _clear_openblas_control(force=True)
+            cap.restore()  # type: ignore[union-attr]
+            _clear_openblas_control(force=False)  # others may set it again, as before
 
 
-def _take_openblas_control() -> None:
-    """Let this thread restore OpenBLAS's shared pool: threadpoolctl lets only the thread that
-    set a limit change it again, and the last check to leave may run in another thread than
-    the first, which set the cap."""
+def _clear_openblas_control(force: bool) -> None:
+    """Let any thread set OpenBLAS's shared pool again (``force``: whichever thread holds
+    it; else only if this one does), as threadpoolctl's own limiter does when it leaves."""
+    clear = _openblas_control_clearer()
+    if clear is not None:
+        clear(force=force)
+
+
+@functools.lru_cache(maxsize=1)
+def _openblas_control_clearer() -> Any:
+    """threadpoolctl's ``clear_controlling_thread``, or None for an older threadpoolctl, which
+    lets any thread set the limit."""
     try:
         from threadpoolctl import OpenBLASController
-    except ImportError:  # an older threadpoolctl, which lets any thread set the limit
-        return
-    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
-    if clear is not None:
-        clear(force=True)
+    except ImportError:
+        return None
+    return getattr(OpenBLASController, "clear_controlling_thread", None)
 
 
 # --------------------------------------------------------------------------------------------

@@ -124,3 +124,65 @@ def test_chunking_does_not_change_the_result(monkeypatch):
         assert (a.verdict, a.worst_index, a.max_abs_error, a.n_disagreeing) == (
             b.verdict, b.worst_index, b.max_abs_error, b.n_disagreeing)
         assert a.adjusted_difference == pytest.approx(b.adjusted_difference, rel=1e-12)
+
+
+def _diagnosis_fields(result) -> tuple:
+    """Every field the diagnosis decides, floats and arrays as their bits."""
+    reports = tuple(
+        (p.name, p.shape, p.difference.hex(), p.adjusted_difference.hex(), p.verdict,
+         p.max_abs_error.hex(), p.worst_index, p.n_disagreeing, p.n_non_finite, p.n_unresolved)
+        for p in result.per_parameter.values()
+    )
+    return (result.verdict, result.difference.hex(), reports, result.scores.tobytes(),
+            result.noise_floor.hex(), result.labels, result.corrected, result.explained,
+            result.thresholds, result.n_evaluations, str(result).split("cost evaluations")[0])
+
+
+def _checks_both_ways(monkeypatch, run):
+    """``run()`` with the shortcut for agreeing components, then with it declined; and how
+    often it was taken."""
+    import fastgc.diagnosis as diagnosis
+
+    taken = []
+    shortcut = scoring.score_agreement
+
+    def counted(*args, **kwargs):
+        found = shortcut(*args, **kwargs)
+        taken.append(found is not None)
+        return found
+
+    monkeypatch.setattr(diagnosis, "score_agreement", counted)
+    fast = run()
+    monkeypatch.setattr(diagnosis, "score_agreement", lambda *args, **kwargs: None)
+    return fast, run(), any(taken)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_shortcut_for_agreement_gives_the_general_diagnosis_bit_for_bit(monkeypatch, dtype):
+    params, cost, exact = problem(2)
+    params = {k: v.astype(dtype) for k, v in params.items()}
+    # A large constant in J raises the noise floor above some differences, so "within the
+    # noise floor" is counted as well.
+    for offset in (0.0, 300.0):
+        def shifted(p, offset=offset):
+            return cost(p) + offset
+
+        fast, general, taken = _checks_both_ways(
+            monkeypatch, lambda: fastgc.check(shifted, params, exact(params), engine="python",
+                                              progress=False))
+        assert taken
+        assert fast.verdict == "correct"
+        assert _diagnosis_fields(fast) == _diagnosis_fields(general)
+    if dtype == np.float64:  # the shifted cost: some components agree only within the floor
+        assert fast.explained["within the noise floor"] > 0
+
+
+def test_the_shortcut_declines_a_non_finite_gradient_the_floor_would_hide(monkeypatch):
+    params, cost, exact = problem(3)
+    grads = exact(params)
+    grads["B"][4] = np.inf  # |a - inf| <= rtol * inf: not flagged, yet not finite
+    fast, general, taken = _checks_both_ways(
+        monkeypatch, lambda: fastgc.check(cost, params, grads, engine="python", progress=False))
+    assert not taken
+    assert fast.per_parameter["B"].n_non_finite == 1 and fast.verdict == "bug"
+    assert _diagnosis_fields(fast) == _diagnosis_fields(general)

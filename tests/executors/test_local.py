@@ -327,3 +327,32 @@ def test_a_check_leaves_no_cyclic_garbage(engine):
         gc.set_debug(saved)
         gc.garbage.clear()
     assert garbage == []
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n", [1, 99, 4096, 4097, 20000])
+def test_a_copy_differing_in_one_bit_is_found_below_and_above_the_bytes_limit(dtype, n):
+    from fastgc.executors.local import _aborted_at, check_restored
+
+    theta = np.linspace(-1.0, 1.0, n).astype(dtype)
+    theta[0] = 0.0
+    _, layout = fastgc.flatten(theta)
+    for change in ("negative zero", "nan payload", "last entry"):
+        work = np.tile(theta, (2, 1))
+        check_restored(work, theta, layout)  # identical copies pass
+        assert _aborted_at(work, theta, np.arange(n, dtype=np.int64)) is None
+        at = n - 1 if change == "last entry" else 0
+        if change == "negative zero":
+            work[1, 0] = -0.0  # equal as a number, not as bits
+        elif change == "nan payload":
+            theta[0] = np.nan
+            work = np.tile(theta, (2, 1))
+            bits = work.view(f"u{theta.itemsize}")
+            bits[1, 0] ^= 1  # another NaN
+        else:
+            work[1, at] = np.nextafter(work[1, at], dtype(2.0))
+        with pytest.raises(fastgc.CostError, match=rf"theta\[{at}\]|params\[.theta.\]"):
+            check_restored(work, theta, layout)
+        assert _aborted_at(work, theta, np.arange(n, dtype=np.int64)) == at
+        assert _aborted_at(work, theta, np.array([at], dtype=np.int64)) == 0
+        theta[0] = 0.0

@@ -18,6 +18,7 @@ from fastgc.executors.replay import (
     REPLAY_WORST,
     direction_replay_sample,
     replay_sample,
+    spread_indices,
 )
 
 pytestmark = pytest.mark.skipif(TWO_THREADS < 2, reason="needs two threads")
@@ -217,3 +218,27 @@ def test_the_directional_sample_holds_the_most_disagreeing_and_spread_rows():
     assert direction_replay_sample(out[:3]).tolist() == [0, 1, 2]
     assert direction_replay_sample(out[:1]).tolist() == [0]
     assert direction_replay_sample(out[:0]).tolist() == []
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 7, 10, 99, 1000, 12345, 2**31 + 7, 10**15 + 1])
+def test_the_spread_components_are_those_of_linspace(n):
+    for count in (1, 2, 3, 4, 5):
+        expected = np.linspace(0, n - 1, min(count, n)).astype(np.int64).tolist()
+        assert spread_indices(n, count) == expected
+
+
+def test_the_most_disagreeing_come_first_ties_to_the_lower_index_nan_and_inf_last():
+    approx = np.ones(12)
+    dtheta = approx.copy()
+    dtheta[[2, 5, 9]] = 2.0  # the same relative disagreement three times: ties
+    dtheta[10] = 4.0  # the largest
+    approx[3], dtheta[3] = 0.0, 0.0  # 0 / 0
+    dtheta[6] = np.nan
+    dtheta[8] = np.inf
+    # Truth by hand: 10 first, then the tied 2, 5, 9 in index order; the worst REPLAY_WORST.
+    worst = [10, 2, 5, 9][:REPLAY_WORST]
+    expected = sorted(set(worst) | set(spread_indices(12, REPLAY_SPREAD)))
+    assert replay_sample(approx, dtheta).tolist() == expected
+    among = np.ones(12, dtype=bool)
+    among[10] = False  # not differenced: not replayed
+    assert 10 not in replay_sample(approx, dtheta, among).tolist()

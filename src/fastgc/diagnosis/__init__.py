@@ -24,7 +24,7 @@ small blocks, raises false alarms in float32 and on zero gradients, and is blind
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -33,7 +33,7 @@ from .evidence import Evidence
 from .kinks import signature_crossing
 from .noise import Noise, effective_thresholds, measure_roundoff, roundoff_sample
 from .probe import Prober
-from .reexamine import Examination, reexamine, reexamine_flagged
+from .reexamine import Examination, Findings, reexamine, reexamine_flagged
 from .scoring import (
     count_beyond,
     flag,
@@ -42,7 +42,11 @@ from .scoring import (
     parameter_reports,
     resolution,
     score,
+    score_agreement,
 )
+
+if TYPE_CHECKING:
+    from .scoring import _BlockTotals
 
 __all__ = [
     "Diagnosis",
@@ -124,21 +128,43 @@ def diagnose(
     Diagnosis
     """
     correct, bug = effective_thresholds(thresholds, evidence.layout.dtype)
-    noise, flagged, ratio = _noise_and_flagged(evidence, (correct, bug), prober)
-    examination = None  # without a prober nothing can be evaluated again
-    if prober is not None:
-        examination = Examination(
-            prober.probe, evidence.cost_at_theta, noise, correct, crossed, prober.theta,
-            resolution(evidence, bug),
-        )
-    findings = reexamine_flagged(flagged, ratio, evidence, examination)
+    finest = resolution(evidence, bug)
+    noise = Noise.estimate(evidence.cost_at_theta, evidence.layout.dtype, 0.0)
+    agreement = score_agreement(evidence, correct, noise.bound, finest)
+    if agreement is not None:  # nothing disagrees: no round-off to measure, nothing to examine
+        scores, totals, beyond = agreement
+        return _diagnosis(evidence, noise, (correct, bug), _NOTHING_FLAGGED, Findings(),
+                          scores, totals, beyond)
+    noise, flagged, ratio = _noise_and_flagged(evidence, correct, finest, prober)
+    findings = Findings()  # what re-examination finds when nothing disagrees
+    if flagged.size:
+        examination = None  # without a prober nothing can be evaluated again
+        if prober is not None:
+            examination = Examination(
+                prober.probe, evidence.cost_at_theta, noise, correct, crossed, prober.theta,
+                finest,
+            )
+        findings = reexamine_flagged(flagged, ratio, evidence, examination)
     scores, totals = score(evidence, noise.bound, findings.corrected, findings.unjudged)
+    return _diagnosis(evidence, noise, (correct, bug), flagged, findings, scores, totals,
+                      count_beyond(evidence, correct))
+
+
+_NOTHING_FLAGGED = np.empty(0, dtype=np.int64)
+_NOTHING_FLAGGED.flags.writeable = False
+
+
+def _diagnosis(
+    evidence: Evidence, noise: Noise, thresholds: tuple[float, float], flagged: np.ndarray,
+    findings: Findings, scores: np.ndarray, totals: "_BlockTotals", beyond: int,
+) -> Diagnosis:
+    """The verdicts from the scores and block totals; ``beyond`` components disagree by more
+    than the relative tolerance (:func:`count_beyond`)."""
     per_parameter = parameter_reports(
-        evidence, totals, scores, flagged, findings.likely_bug, (correct, bug),
-        findings.unresolved,
+        evidence, totals, scores, flagged, findings.likely_bug, thresholds, findings.unresolved,
     )
     return Diagnosis(
-        verdict=overall_verdict(totals, per_parameter, (correct, bug)),
+        verdict=overall_verdict(totals, per_parameter, thresholds),
         per_parameter=per_parameter,
         labels=findings.labels,
         corrected={
@@ -146,33 +172,39 @@ def diagnose(
         },
         scores=scores,
         noise_floor=noise.bound / evidence.steps.typical,  # the floor of component i is bound / h_i
-        thresholds=(correct, bug),
-        explained=_explained(evidence, correct, flagged, findings.labels),
+        thresholds=thresholds,
+        explained=_explained(evidence, beyond, flagged, findings.labels),
     )
 
 
+_KINK = Label.KINK.value
+_AGREEING = frozenset({Label.AGREES_LARGER_STEP.value, Label.AGREES_SMALLER_STEP.value})
+
+
 def _explained(
-    evidence: Evidence, correct: float, flagged: np.ndarray, labels: dict[int, str]
+    evidence: Evidence, beyond: int, flagged: np.ndarray, labels: dict[int, str]
 ) -> dict[str, int]:
-    """Why components beyond the relative tolerance still count as agreeing, with counts."""
-    with np.errstate(invalid="ignore"):
-        gaps = evidence.approx[flagged] - evidence.dtheta[flagged]
-    flagged_finite = int(np.count_nonzero(np.isfinite(gaps)))
-    agreeing = {Label.AGREES_LARGER_STEP.value, Label.AGREES_SMALLER_STEP.value}
+    """Why the ``beyond`` components beyond the relative tolerance still count as agreeing,
+    with counts."""
+    flagged_finite = 0
+    if flagged.size:
+        with np.errstate(invalid="ignore"):
+            gaps = evidence.approx[flagged] - evidence.dtheta[flagged]
+        flagged_finite = int(np.count_nonzero(np.isfinite(gaps)))
     counts = {
-        "within the noise floor": count_beyond(evidence, correct) - flagged_finite,
-        "kinks": sum(label == Label.KINK.value for label in labels.values()),
-        "agree at another step": sum(label in agreeing for label in labels.values()),
+        "within the noise floor": beyond - flagged_finite,
+        "kinks": sum(label == _KINK for label in labels.values()),
+        "agree at another step": sum(label in _AGREEING for label in labels.values()),
     }
     return {reason: count for reason, count in counts.items() if count > 0}
 
 
 def _noise_and_flagged(
-    evidence: Evidence, thresholds: tuple[float, float], prober: Prober | None
+    evidence: Evidence, correct: float, finest: float, prober: Prober | None
 ) -> tuple[Noise, np.ndarray, np.ndarray]:
-    """The noise of J, and the components that disagree beyond it (with by how much)."""
+    """The noise of J, and the components that disagree beyond it (with by how much), at the
+    relative tolerance ``correct`` and the ``finest`` floor that vouches for agreement."""
     dtype, cost_at_theta = evidence.layout.dtype, evidence.cost_at_theta
-    correct, finest = thresholds[0], resolution(evidence, thresholds[1])
     noise = Noise.estimate(cost_at_theta, dtype, 0.0)
     flagged, ratio = flag(evidence, correct, noise.bound, finest)
     if flagged.size and prober is not None:

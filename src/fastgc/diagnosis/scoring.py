@@ -59,33 +59,110 @@ def flag(
     ratio : ndarray of float64, shape (m,)
         Each one's error over its tolerance (NaN or inf where a value is not finite).
     """
-    approx, dtheta, steps = evidence.approx, evidence.dtheta, evidence.steps
+    approx = evidence.approx
     # Needed only where the floor hides a component, which it rarely does: found when first
     # needed (it is a pass over all of theta, whatever the chunk).
     blind_blocks: np.ndarray | None = None
     flagged, ratios = [], []
     for start in range(0, approx.shape[0], CHUNK):
         stop = min(approx.shape[0], start + CHUNK)
-        a, d = approx[start:stop], dtheta[start:stop]
         with np.errstate(invalid="ignore", over="ignore"):
-            error = np.abs(a - d)
-            relative = np.abs(a)
-            relative += np.abs(d)
-            floor = floor_scale / steps.over(start, stop)
-            outside = ~(error <= rtol * relative + floor)  # NaN and Inf included
-            if np.isfinite(resolution):
-                hidden = floor > BLIND_SHARE * relative
-                blind = hidden & (floor > resolution)
-                if blind_blocks is None and hidden.any():
-                    blind_blocks = _blind_blocks(evidence, floor_scale)
-                if blind_blocks is not None and blind_blocks.any():
-                    blocks = evidence.layout.block_of(np.arange(start, stop))
-                    blind |= hidden & blind_blocks[blocks]
-                outside |= blind & (error > rtol * relative)
-            outside = np.flatnonzero(outside)
+            terms, blind_blocks = _flag_chunk(
+                evidence, start, stop, rtol, floor_scale, resolution, blind_blocks
+            )
+            outside = np.flatnonzero(terms.outside)
         flagged.append(outside + start)
-        ratios.append(error[outside] / (rtol * relative[outside] + floor_at(floor, outside)))
+        ratios.append(
+            terms.error[outside] / (terms.tolerance[outside] + floor_at(terms.floor, outside))
+        )
     return np.concatenate(flagged), np.concatenate(ratios)
+
+
+@dataclass
+class _FlagTerms:
+    """What :func:`flag` computes on a chunk, which scoring an agreeing chunk reuses."""
+
+    error: np.ndarray  # |a - d|
+    relative: np.ndarray  # |a| + |d|
+    tolerance: np.ndarray  # rtol * (|a| + |d|)
+    floor: float | np.ndarray  # the noise floor of each component (one float for equal steps)
+    outside: np.ndarray  # of bool: flagged
+
+
+def _flag_chunk(
+    evidence: Evidence, start: int, stop: int, rtol: float, floor_scale: float,
+    resolution: float, blind_blocks: np.ndarray | None,
+) -> tuple[_FlagTerms, np.ndarray | None]:
+    """:func:`flag` on the components start:stop (inside the caller's ``np.errstate``), and
+    the blind blocks, found here when first needed."""
+    a, d = evidence.approx[start:stop], evidence.dtheta[start:stop]
+    error = np.abs(a - d)
+    relative = np.abs(a)
+    relative += np.abs(d)
+    tolerance = rtol * relative
+    floor = floor_scale / evidence.steps.over(start, stop)
+    outside = ~(error <= tolerance + floor)  # NaN and Inf included
+    if math.isfinite(resolution):
+        hidden = floor > BLIND_SHARE * relative
+        above = floor > resolution
+        # One floor for the chunk (equal steps) is above the resolution or not: where it is
+        # not, no component is blind but in a blind block.
+        blind = hidden & above if isinstance(floor, np.ndarray) else (hidden if above else None)
+        if blind_blocks is None and hidden.any():
+            blind_blocks = _blind_blocks(evidence, floor_scale)
+        if blind_blocks is not None and blind_blocks.any():
+            blocks = evidence.layout.block_of(np.arange(start, stop))
+            in_blind_block = hidden & blind_blocks[blocks]
+            blind = in_blind_block if blind is None else blind | in_blind_block
+        if blind is not None:
+            outside |= blind & (error > tolerance)
+    return _FlagTerms(error, relative, tolerance, floor, outside), blind_blocks
+
+
+def score_agreement(
+    evidence: Evidence, rtol: float, floor_scale: float, resolution: float = math.inf
+) -> tuple[np.ndarray, "_BlockTotals", int] | None:
+    """For a theta of one chunk whose analytic gradient is finite and where :func:`flag`
+    finds nothing: what :func:`score` gives with nothing re-examined, and what
+    :func:`count_beyond` counts, computed once from the terms they share. None otherwise.
+
+    Parameters
+    ----------
+    evidence : Evidence
+    rtol : float
+        The relative tolerance.
+    floor_scale : float
+        The noise floor of component i is ``floor_scale / h_i``.
+    resolution : float, default inf
+        As for :func:`flag`.
+
+    Returns
+    -------
+    (scores, totals, beyond) or None
+        The scores and block totals of :func:`score`, and the count of :func:`count_beyond`,
+        bit for bit.
+    """
+    n, dtheta = evidence.approx.shape[0], evidence.dtheta
+    if n > CHUNK or not np.isfinite(dtheta).all():
+        return None
+    with np.errstate(invalid="ignore", over="ignore"):
+        terms, _ = _flag_chunk(evidence, 0, n, rtol, floor_scale, resolution, None)
+        if terms.outside.any():
+            return None
+        beyond = int(np.count_nonzero(terms.error > terms.tolerance))
+        # What _score_chunk computes where nothing was re-examined and all is finite.
+        residual = terms.error - terms.floor
+        np.maximum(residual, 0.0, out=residual)
+        scores = np.zeros(n)
+        np.divide(residual, terms.relative, out=scores, where=terms.relative > 0)
+        squares = np.empty((3, n))
+        np.multiply(residual, residual, out=squares[0])
+        np.multiply(evidence.approx, evidence.approx, out=squares[1])
+        np.multiply(dtheta, dtheta, out=squares[2])
+    totals = _BlockTotals.zeros(evidence.layout.offsets)
+    totals.add(_ChunkTerms(terms.error, squares, _NO_FLAGS, True),
+               evidence.layout.offsets.tolist(), 0, n)
+    return scores, totals, beyond
 
 
 def _blind_blocks(evidence: Evidence, floor_scale: float) -> np.ndarray:
@@ -155,10 +232,17 @@ def resolution(evidence: Evidence, bug: float) -> float:
     float
     """
     n = evidence.approx.shape[0]
-    squared = float(np.sum(evidence.block_norms[:, 2]))
+    squared = float(evidence.block_norms[:, 2].sum())
     if n == 0 or not math.isfinite(squared):
         return math.inf
     return RESOLUTION_FACTOR * bug * math.sqrt(squared / n)
+
+
+_NO_INDICES = np.empty(0, dtype=np.int64)
+_NO_INDICES.flags.writeable = False
+_NO_FLAGS = np.empty(0, dtype=bool)  # ``finite`` of a chunk known to be all finite: not read
+_NO_FLAGS.flags.writeable = False
+_NOWHERE = slice(0, 0)
 
 
 @dataclass
@@ -169,13 +253,16 @@ class _Sparse:
     unjudged: set[int]
 
     def __post_init__(self) -> None:
-        self.corrected_at = np.array(sorted(self.corrected), dtype=np.int64)
-        self.corrected_values = np.array([self.corrected[i] for i in self.corrected_at])
-        self.unjudged_at = np.array(sorted(self.unjudged), dtype=np.int64)
+        self.corrected_at = self.unjudged_at = _NO_INDICES  # the usual case: nothing to look up
+        if self.corrected:
+            self.corrected_at = np.array(sorted(self.corrected), dtype=np.int64)
+            self.corrected_values = np.array([self.corrected[i] for i in self.corrected_at])
+        if self.unjudged:
+            self.unjudged_at = np.array(sorted(self.unjudged), dtype=np.int64)
 
     def within(self, positions: np.ndarray, start: int, stop: int) -> slice:
         if not positions.size:
-            return slice(0, 0)
+            return _NOWHERE
         return slice(*np.searchsorted(positions, [start, stop]).tolist())
 
     def substituted(self, estimate: np.ndarray, start: int, stop: int) -> np.ndarray:
@@ -201,7 +288,8 @@ class _Sparse:
     def clear_unjudged(self, residual: np.ndarray, start: int, stop: int) -> None:
         """Zero the residual (of the chunk start:stop) of the components not judged."""
         skipped = self.within(self.unjudged_at, start, stop)
-        residual[self.unjudged_at[skipped] - start] = 0.0
+        if skipped.stop > skipped.start:
+            residual[self.unjudged_at[skipped] - start] = 0.0
 
 
 @dataclass
@@ -236,15 +324,19 @@ class _BlockTotals:
     def add(self, terms: _ChunkTerms, bounds: list[int], start: int, stop: int) -> None:
         """Add the chunk start:stop to the totals of every block it meets."""
         blocks_here, begins_here = _blocks_meeting(bounds, start, stop)
-        blocks, begins = np.array(blocks_here), np.array(begins_here)
-        self.squares[blocks] += np.add.reduceat(terms.squares, begins, axis=1).T
+        first, last = blocks_here[0], blocks_here[-1]
+        # Without empty blocks among them, the blocks are a slice: no fancy indexing.
+        blocks = (slice(first, last + 1) if last - first + 1 == len(blocks_here)
+                  else np.array(blocks_here))
+        self.squares[blocks] += np.add.reduceat(terms.squares, begins_here, axis=1).T
         if not terms.all_finite:
-            self.n_non_finite[blocks] += np.add.reduceat(~terms.finite, begins, dtype=np.int64)
+            self.n_non_finite[blocks] += np.add.reduceat(~terms.finite, begins_here,
+                                                         dtype=np.int64)
         # The worst component of each block: argmax takes the first on ties, and a NaN first.
         raw_error = terms.raw_error
         ends = begins_here[1:] + [stop - start]
         for block, lo, hi in zip(blocks_here, begins_here, ends):
-            worst = lo + int(np.argmax(raw_error[lo:hi]))
+            worst = lo + int(raw_error[lo:hi].argmax())
             candidate = float(raw_error[worst])
             if candidate > self.max_error[block] or math.isnan(candidate):
                 self.max_error[block], self.worst[block] = candidate, start + worst
@@ -362,7 +454,7 @@ def _lecture(sum_difference: float, sum_approx: float, sum_dtheta: float) -> flo
 
 
 def _verdict(difference: float, correct: float, bug: float) -> Verdict:
-    if not np.isfinite(difference) or difference >= bug:
+    if not math.isfinite(difference) or difference >= bug:
         return Verdict.BUG
     if difference > correct:
         return Verdict.SUSPICIOUS
@@ -382,18 +474,21 @@ def parameter_reports(
     explain it) is inconclusive: the absence of a judgement is not agreement.
     """
     layout, (correct, bug) = evidence.layout, thresholds
-    disagreeing = np.bincount(layout.block_of(flagged), minlength=len(layout.names))
-    n_unresolved = np.bincount(
-        layout.block_of(np.fromiter(unresolved, dtype=np.int64, count=len(unresolved))),
-        minlength=len(layout.names),
+    disagreeing = _count_per_block(layout, flagged)
+    n_unresolved = _count_per_block(
+        layout, np.fromiter(unresolved, dtype=np.int64, count=len(unresolved))
     )
     worst_bug_score = _worst_score_per_block(layout, likely_bug, scores)
+    # Python floats and ints of the same values: read one at a time, they cost far less.
+    squares, block_norms = totals.squares.tolist(), evidence.block_norms.tolist()
+    n_non_finite, max_error = totals.n_non_finite.tolist(), totals.max_error.tolist()
+    worst, offsets = totals.worst.tolist(), layout.offsets.tolist()
     per_parameter = {}
     for k, (name, shape) in enumerate(zip(layout.names, layout.shapes)):
-        if totals.n_non_finite[k]:
+        if n_non_finite[k]:
             adjusted, verdict = float("inf"), Verdict.BUG
         else:
-            adjusted = _lecture(*totals.squares[k])
+            adjusted = _lecture(*squares[k])
             verdict = _verdict(adjusted, correct, bug)
             if k in worst_bug_score:
                 verdict = worst_verdict([verdict, _verdict(worst_bug_score[k], correct, bug)])
@@ -402,19 +497,26 @@ def parameter_reports(
         per_parameter[name] = ParameterReport(
             name=name,
             shape=tuple(shape),
-            difference=_lecture(*evidence.block_norms[k]),
+            difference=_lecture(*block_norms[k]),
             adjusted_difference=adjusted,
             verdict=verdict,
-            max_abs_error=float(totals.max_error[k]),
+            max_abs_error=max_error[k],
             worst_index=(
-                layout.locate(int(totals.worst[k]))[1] if layout.offsets[k + 1] > layout.offsets[k]
+                layout.locate(worst[k])[1] if offsets[k + 1] > offsets[k]
                 else ()  # an empty parameter has no worst component
             ),
-            n_disagreeing=int(disagreeing[k]),
-            n_non_finite=int(totals.n_non_finite[k]),
-            n_unresolved=int(n_unresolved[k]),
+            n_disagreeing=disagreeing[k],
+            n_non_finite=n_non_finite[k],
+            n_unresolved=n_unresolved[k],
         )
     return per_parameter
+
+
+def _count_per_block(layout: Layout, flat_indices: np.ndarray) -> list[int]:
+    """How many of ``flat_indices`` fall in each block of ``layout``."""
+    if not flat_indices.size:  # the usual case: nothing disagrees
+        return [0] * len(layout.names)
+    return np.bincount(layout.block_of(flat_indices), minlength=len(layout.names)).tolist()
 
 
 def _worst_score_per_block(
@@ -435,5 +537,5 @@ def overall_verdict(
     correct, bug = thresholds
     any_non_finite = bool(totals.n_non_finite.any())
     summed = totals.squares.sum(axis=0)
-    overall = Verdict.BUG if any_non_finite else _verdict(_lecture(*summed), correct, bug)
+    overall = Verdict.BUG if any_non_finite else _verdict(_lecture(*summed.tolist()), correct, bug)
     return worst_verdict([overall] + [p.verdict for p in per_parameter.values()])

@@ -47,11 +47,10 @@ def resolve_executor(
     compiled one). ``dtheta``, for a plan that moves along directions, goes to the workers of
     a remote executor with the payload (a local session is handed it with each call).
     """
-    from .dask import is_dask_client
-
     if executor is None or (isinstance(executor, str) and executor.strip().lower() == "local"):
         _no_workers_count(n_workers, "executor='local'")
         return LocalExecutor(engine, cost, theta, n_threads)
+    from .dask import is_dask_client
     if isinstance(executor, str):
         if executor.strip().lower() != "processes":
             raise InvalidInputError(
@@ -99,10 +98,11 @@ HINT_AFTER_SECONDS = 2.0
 def placement_hints(cost: "Cost", placement: Placement, seconds: float) -> tuple[str, ...]:
     """Advice for the report: a Python cost that ran locally on one thread for a while, on a
     machine with more cores, would likely be faster with ``executor="processes"``."""
-    cores = usable_threads()
-    if (placement.executor != "local" or placement.threads_per_worker > 1 or cores < 2
-            or not cost.may_keep_state
-            or seconds < HINT_AFTER_SECONDS):
+    if (placement.executor != "local" or placement.threads_per_worker > 1
+            or not cost.may_keep_state or seconds < HINT_AFTER_SECONDS):
+        return ()
+    cores = usable_threads()  # a system call: asked only when the rest holds
+    if cores < 2:
         return ()
     return (
         f"this Python cost ran on one thread for {seconds:.1f} s; executor=\"processes\" "

@@ -142,7 +142,7 @@ class LocalSession:
         except Exception as error:  # raised inside compiled code: find the index in Python
             self._work[:] = executor.theta
             _locate_error(executor, indices, steps, error)
-        if np.any(failed >= 0):
+        if (failed >= 0).any():
             k = int(failed[failed >= 0].min())
             describe_failure(executor.cost, executor.theta, int(indices[k]), float(steps[k]))
         aborted = _aborted_at(self._work, executor.theta, indices)
@@ -218,20 +218,41 @@ def progress_bar(total: int, unit: str = "param", initial: int = 0):
     return tqdm(total=total, desc="fastgc", unit=unit, leave=False, initial=initial)
 
 
+# Unsigned integers of each float's width, to compare floats bit for bit.
+_BITS = {4: np.dtype(np.uint32), 8: np.dtype(np.uint64)}
+
+
 def _aborted_at(work: np.ndarray, theta: np.ndarray, indices: np.ndarray) -> int | None:
     """The first position in ``indices`` where a copy of theta was left moved, or None."""
-    integer = np.dtype(f"u{theta.dtype.itemsize}")
-    work_bits, theta_bits = work.view(integer), theta.view(integer)
-    if indices.size and indices[-1] - indices[0] + 1 == indices.size:
-        # A sweep's round is a range: compare views, not gathered copies, and look closer
-        # only when something moved.
-        columns = slice(int(indices[0]), int(indices[-1]) + 1)
-        if not (work_bits[:, columns] != theta_bits[columns]).any():  # rows broadcast
+    size = indices.shape[0]
+    if size:
+        first, last = int(indices[0]), int(indices[-1])
+        # A sweep's round is a range: compare it in place, and look closer only when
+        # something moved.
+        if last - first + 1 == size and _same_bits(work[:, first:last + 1],
+                                                   theta[first:last + 1]):
             return None
+    integer = _BITS[theta.dtype.itemsize]
+    work_bits, theta_bits = work.view(integer), theta.view(integer)
     moved = work_bits[:, indices] != theta_bits[indices]
     if not moved.any():
         return None
     return int(np.flatnonzero(moved.any(axis=0))[0])
+
+
+# Up to this many components, comparing bytes costs less than an array of flags (beyond, the
+# copies of the bytes cost more).
+_BYTES_AT_MOST = 1 << 12
+
+
+def _same_bits(rows: np.ndarray, reference: np.ndarray) -> bool:
+    """Whether every row of ``rows`` is bitwise ``reference`` (so -0.0 and NaN payloads
+    count)."""
+    if reference.shape[0] <= _BYTES_AT_MOST:
+        expected = reference.tobytes()
+        return all(row.tobytes() == expected for row in rows)
+    integer = _BITS[reference.dtype.itemsize]
+    return not (rows.view(integer) != reference.view(integer)).any()  # rows broadcast
 
 
 def _rerun_in_python(executor: LocalExecutor, indices: np.ndarray, steps: np.ndarray) -> None:
@@ -255,11 +276,11 @@ def _locate_error(
 def check_restored(work: np.ndarray, theta: np.ndarray, layout: "Layout") -> None:
     """Every row of ``work`` is bitwise ``theta``, or a :class:`CostError` naming the first
     component the cost wrote into."""
-    integer = np.dtype(f"u{theta.dtype.itemsize}")
-    # Bitwise, so that -0.0 and NaN payloads count; the first change of the first copy.
-    changed = np.flatnonzero(work.view(integer) != theta.view(integer))
-    if changed.size:
-        i = int(changed[0]) % theta.shape[0]
+    if not _same_bits(work, theta):
+        # Bitwise, so that -0.0 and NaN payloads count; the first change of the first copy.
+        integer = _BITS[theta.dtype.itemsize]
+        unequal = work.view(integer) != theta.view(integer)
+        i = int(np.flatnonzero(unequal)[0]) % theta.shape[0]
         raise CostError(
             f"the cost wrote into the parameters it was given ({where_in_params(layout, i)} "
             "changed): treat them as read-only",

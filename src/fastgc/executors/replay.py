@@ -62,10 +62,33 @@ def replay_sample(
     if among is not None:
         where = np.flatnonzero(among)
         return where[replay_sample(approx[where], dtheta[where])]
-    n = approx.shape[0]
     worst = _most_disagreeing(approx, dtheta, REPLAY_WORST)
-    spread = np.linspace(0, n - 1, min(REPLAY_SPREAD, n)).astype(np.int64)
-    return np.unique(np.concatenate([worst, spread]).astype(np.int64))
+    spread = spread_indices(approx.shape[0], REPLAY_SPREAD)
+    return np.array(sorted(set(worst.tolist()).union(spread)), dtype=np.int64)
+
+
+def spread_indices(n: int, count: int) -> list[int]:
+    """``count`` (at most ``n``) indices evenly spread over ``0 .. n - 1``, the first and the
+    last among them: ``np.linspace(0, n - 1, min(count, n)).astype(np.int64)``, the same
+    products in the same floating point, without its NumPy calls on a few numbers.
+
+    Parameters
+    ----------
+    n : int
+        The number of components.
+    count : int
+        How many indices, at most.
+
+    Returns
+    -------
+    list of int
+        In increasing order, possibly repeated where ``n`` is small.
+    """
+    count = min(count, n)
+    if count < 2:
+        return [0] * count
+    step = (n - 1) / (count - 1)
+    return [int(j * step) for j in range(count - 1)] + [n - 1]
 
 
 def _most_disagreeing(approx: np.ndarray, dtheta: np.ndarray, k: int) -> np.ndarray:
@@ -73,13 +96,19 @@ def _most_disagreeing(approx: np.ndarray, dtheta: np.ndarray, k: int) -> np.ndar
     chunk by chunk so that no n-sized temporary is made."""
     candidates, scores = [], []
     for start in range(0, approx.shape[0], CHUNK):
-        a, d = approx[start:start + CHUNK], dtheta[start:start + CHUNK].astype(np.float64)
+        a = approx[start:start + CHUNK]
+        d = np.asarray(dtheta[start:start + CHUNK], dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
             relative = np.abs(a - d) / (np.abs(a) + np.abs(d))
-        relative = np.nan_to_num(relative, nan=0.0, posinf=0.0)
-        top = np.argsort(-relative, kind="stable")[:k]
-        candidates.append(np.sort(top) + start)
-        scores.append(relative[np.sort(top)])
+        # NaN (0 / 0, or a NaN gradient) and inf count as no disagreement; a ratio of
+        # magnitudes is never negative.
+        relative = np.where(relative < np.inf, relative, 0.0)
+        top = np.argsort(-relative, kind="stable")[:k]  # by disagreement, ties by index
+        if start == 0 and approx.shape[0] <= CHUNK:  # one chunk: these are the k
+            return top
+        top.sort()
+        candidates.append(top + start)
+        scores.append(relative[top])
     if not candidates:
         return np.empty(0, dtype=np.int64)
     candidates_, scores_ = np.concatenate(candidates), np.concatenate(scores)
