@@ -84,7 +84,7 @@ class TrackFixedCost:
         self.grads = _models.numpy_grads(self.mlp.theta, *self.mlp.args)
         self.cost = _models.numba_cost()
         self._check(n_threads)  # compile (or load) the cost and the kernels
-        t_J = _models.cost_seconds(self.mlp, seconds=0.05)
+        t_J = _models.cost_seconds(self.mlp, seconds=0.25)
         self.evaluation_seconds = 2 * t_J + 2 * self.mlp.n * t_J / n_threads
 
     def _check(self, n_threads):
