@@ -120,19 +120,25 @@ def _python_evaluate(cost, data, work) -> Callable[[int, int], float]:
 
 
 def _numba_parallel(cost, data, work, indices, steps, approx, failed, n_threads):
+    """The entry the numba engine runs: the cost through its address, on Numba's threads."""
     from fastgc._threads import numba_threads
     from fastgc.engines import _numba_kernels
+    from fastgc.engines.numba import _cost_address, _first_class_functions_allowed
 
-    with numba_threads(n_threads):
-        _numba_kernels.central_differences(cost.njit, (data,), work, indices, steps, approx,
-                                           failed)
+    with numba_threads(n_threads), _first_class_functions_allowed():
+        address, cost_type, _ = _cost_address(cost.njit, (data,), work)
+        _numba_kernels.central_differences_at(address, cost_type, (data,), work, indices, steps,
+                                              approx, failed)
 
 
 def _numba_serial(cost, data, work, indices, steps, approx, failed, n_threads):
     from fastgc.engines import _numba_kernels
+    from fastgc.engines.numba import _cost_address, _first_class_functions_allowed
 
-    _numba_kernels.central_differences_serial(cost.njit, (data,), work, indices, steps, approx,
-                                              failed)
+    with _first_class_functions_allowed():
+        address, cost_type, _ = _cost_address(cost.njit, (data,), work)
+        _numba_kernels.central_differences_serial_at(address, cost_type, (data,), work, indices,
+                                                     steps, approx, failed)
 
 
 def _cython_c_cost(cost, data, work, indices, steps, approx, failed, n_threads):

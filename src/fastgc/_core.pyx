@@ -209,7 +209,7 @@ def central_differences_c(size_t cost_address, size_t data_address, floating[:, 
                           double[::1] approx, int64_t[::1] failed, int n_threads):
     """Two-sided differences of a C cost along the coordinates ``indices``, without the GIL.
 
-    Mirrors ``fastgc.engines._numba_kernels.central_differences`` and
+    Mirrors ``fastgc.engines._numba_kernels._central_differences`` and
     ``fastgc.engines._reference.central_differences``.
 
     Parameters
@@ -261,7 +261,7 @@ def central_differences_py(object evaluate, floating[:, ::1] work, const int64_t
                            int n_threads):
     """Two-sided differences with a Python ``evaluate(chunk, i)`` called under the GIL.
 
-    Mirrors ``fastgc.engines._numba_kernels.central_differences`` and
+    Mirrors ``fastgc.engines._numba_kernels._central_differences`` and
     ``fastgc.engines._reference.central_differences``.
 
     The loop runs in an OpenMP ``prange`` over the chunks like ``central_differences_c``, but
@@ -517,7 +517,7 @@ def directional_differences_c(size_t cost_address, size_t data_address, floating
                               int64_t[::1] failed, int n_threads):
     """Two-sided differences of a C cost along seeded random directions, without the GIL.
 
-    Mirrors ``fastgc.engines._numba_kernels.directional_differences`` (which documents the
+    Mirrors ``fastgc.engines._numba_kernels._directional_differences`` (which documents the
     arguments and outputs) and ``fastgc.engines._reference.directional_differences``.
 
     Parameters
@@ -567,7 +567,7 @@ def directional_differences_py(object evaluate, floating[:, ::1] work,
                                int64_t[::1] failed, int n_threads):
     """Directional differences with a Python ``evaluate(chunk, i)`` called under the GIL.
 
-    Mirrors ``fastgc.engines._numba_kernels.directional_differences`` and
+    Mirrors ``fastgc.engines._numba_kernels._directional_differences`` and
     ``fastgc.engines._reference.directional_differences``; ``i`` is the first index of the
     task's range. Arguments as in ``directional_differences_c``.
 

@@ -68,7 +68,7 @@ class Engine:
     ) -> DirectionalRunner:
         """A function ``run(lo, hi, seeds, kinds, steps, out, failed)`` doing one round of
         directional differences on ``work`` around the pristine ``theta`` (see
-        ``_numba_kernels.directional_differences`` for the arguments)."""
+        ``_numba_kernels._directional_differences`` for the arguments)."""
         raise NotImplementedError
 
     def warm_up(self, run: Runner, cost: "Cost", work: np.ndarray, parallel: bool) -> float:

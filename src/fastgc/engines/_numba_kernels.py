@@ -8,7 +8,6 @@ lazily.
 """
 
 import functools
-import types
 
 import numba
 import numpy as np
@@ -34,15 +33,6 @@ def _compiled_once(**options):
             return numba.njit(cache=False, **_JIT_OPTIONS, **options)(function)
 
     return decorate
-
-
-def _renamed(function, name):
-    """A copy of ``function`` called ``name``."""
-    copy = types.FunctionType(function.__code__, function.__globals__, name,
-                              function.__defaults__, function.__closure__)
-    copy.__qualname__ = copy.__name__ = name
-    copy.__doc__ = function.__doc__
-    return copy
 
 
 def _central_differences(cost, args, work, indices, steps, approx, failed):  # pragma: no cover
@@ -94,15 +84,11 @@ def _central_differences(cost, args, work, indices, steps, approx, failed):  # p
             approx[k] = (np.float64(cost_plus) - np.float64(cost_minus)) / represented_step
 
 
-# The loop is written once; the body stays inside the prange (a call there costs Numba a third
-# more compilation). The serial copy carries its own name so that the two keep apart in the
-# on-disk cache, whose entries are named after the function.
-central_differences = _compiled_once(parallel=True)(_central_differences)
-central_differences_serial = _compiled_once(parallel=False)(
-    _renamed(_central_differences, "central_differences_serial")
-)
-"""The same loop without threads, for calls from inside a foreign thread pool where Numba's
-workqueue layer cannot nest parallel regions."""
+# The loop is written once and inlined into the entries below, which are what Numba compiles
+# (and caches): one compilation per entry instead of the loop's and the entry's (a sixth less
+# of a first check's time with a cold cache). The body stays inside the prange (a call there
+# costs Numba a third more compilation); in the serial entry the prange runs as a range.
+_central_loop = numba.njit(inline="always", **_JIT_OPTIONS)(_central_differences)
 
 
 @intrinsic
@@ -123,21 +109,21 @@ def _function_at(typingctx, address, function_type):  # pragma: no cover
     return function(address, function_type), codegen
 
 
-@_compiled_once()
+@_compiled_once(parallel=True)
 def central_differences_at(address, cost_type, args, work, indices, steps, approx,
                            failed):  # pragma: no cover
-    """:func:`central_differences` of the cost compiled at ``address``, of first-class type
-    ``cost_type``: compiled once per argument types for every cost."""
-    central_differences(_function_at(address, cost_type), args, work, indices, steps, approx,
-                        failed)
+    """:func:`_central_differences` of the cost compiled at ``address``, of first-class type
+    ``cost_type``, its chunks on Numba's threads: compiled once per argument types for every
+    cost."""
+    _central_loop(_function_at(address, cost_type), args, work, indices, steps, approx, failed)
 
 
 @_compiled_once()
 def central_differences_serial_at(address, cost_type, args, work, indices, steps, approx,
                                   failed):  # pragma: no cover
-    """:func:`central_differences_serial` of the cost compiled at ``address``."""
-    central_differences_serial(_function_at(address, cost_type), args, work, indices, steps,
-                               approx, failed)
+    """The same loop without threads, for calls from inside a foreign thread pool where
+    Numba's workqueue layer cannot nest parallel regions, and for runs of one chunk."""
+    _central_loop(_function_at(address, cost_type), args, work, indices, steps, approx, failed)
 
 
 @_compiled_once()
@@ -282,27 +268,26 @@ def _directional_differences(cost, args, work, theta, dtheta, lo, hi, seeds, kin
             out[t, 2] = step_squares
 
 
-directional_differences = _compiled_once(parallel=True)(_directional_differences)
-directional_differences_serial = _compiled_once(parallel=False)(
-    _renamed(_directional_differences, "directional_differences_serial")
-)
+# Inlined into its entries, as the central loop is.
+_directional_loop = numba.njit(inline="always", **_JIT_OPTIONS)(_directional_differences)
 
 
-@_compiled_once()
+@_compiled_once(parallel=True)
 def directional_differences_at(address, cost_type, args, work, theta, dtheta, lo, hi, seeds,
                                kinds, steps, out, failed):  # pragma: no cover
-    """:func:`directional_differences` of the cost compiled at ``address``, of first-class
-    type ``cost_type``: compiled once per argument types for every cost."""
-    directional_differences(_function_at(address, cost_type), args, work, theta, dtheta, lo, hi,
-                            seeds, kinds, steps, out, failed)
+    """:func:`_directional_differences` of the cost compiled at ``address``, of first-class
+    type ``cost_type``, its chunks on Numba's threads: compiled once per argument types for
+    every cost."""
+    _directional_loop(_function_at(address, cost_type), args, work, theta, dtheta, lo, hi,
+                      seeds, kinds, steps, out, failed)
 
 
 @_compiled_once()
 def directional_differences_serial_at(address, cost_type, args, work, theta, dtheta, lo, hi,
                                       seeds, kinds, steps, out, failed):  # pragma: no cover
-    """:func:`directional_differences_serial` of the cost compiled at ``address``."""
-    directional_differences_serial(_function_at(address, cost_type), args, work, theta, dtheta,
-                                   lo, hi, seeds, kinds, steps, out, failed)
+    """The same loop without threads (inside a foreign thread pool, or on one chunk)."""
+    _directional_loop(_function_at(address, cost_type), args, work, theta, dtheta, lo, hi,
+                      seeds, kinds, steps, out, failed)
 
 
 @functools.lru_cache(maxsize=None)

@@ -22,7 +22,7 @@ def central_differences(
 ) -> None:
     """Two-sided differences along ``indices``; ``evaluate(chunk, i)`` returns J(work[chunk]).
 
-    Mirrors ``fastgc.engines._numba_kernels.central_differences`` (see there for the arguments), run
+    Mirrors ``fastgc.engines._numba_kernels._central_differences`` (see there for the arguments), run
     serially chunk after chunk.
     """
     n_chunks = work.shape[0]
@@ -124,7 +124,7 @@ def directional_differences(
     """Two-sided differences along seeded random directions; ``evaluate(chunk, i)`` returns
     J(work[chunk]).
 
-    Mirrors ``fastgc.engines._numba_kernels.directional_differences`` (see there for the
+    Mirrors ``fastgc.engines._numba_kernels._directional_differences`` (see there for the
     arguments), run serially chunk after chunk.
     """
     n_chunks = work.shape[0]

@@ -102,7 +102,7 @@ class LocalSession:
         Task t moves ``theta[lo[t]:hi[t]]`` by +/- ``steps[t]`` along the seeded direction
         ``seeds[t]`` (``kinds[t]``: Gaussian-like or signs, relative steps or not) and writes
         ``J+ - J-``, the analytic prediction over the represented moves and their squared norm
-        (see ``engines._numba_kernels.directional_differences``). Failures are reported as
+        (see ``engines._numba_kernels._directional_differences``). Failures are reported as
         for :meth:`differences`, naming the parameter block that was moved.
         """
         assert self._work is not None, "the session is closed"
