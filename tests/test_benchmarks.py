@@ -224,10 +224,17 @@ def test_the_torch_module_row_on_worker_processes_checks_in_full(compare, models
 
 
 def test_the_plans_benchmark_runs_at_its_smallest_size(suite):
-    bench = suite["bench_plans"].Plans()
-    bench.setup("screen", 263_168)
-    assert bench.track_localised("screen", 263_168) == 1.0
-    assert bench.track_evaluations("screen", 263_168) < 1000
+    plans = suite["bench_plans"]
+    size = min(plans.SIZES)
+    timing = plans.Plans()
+    timing.setup("screen", size)
+    timing.time_check("screen", size)
+    found = plans.evidence([size])
+    evidence = plans.PlanEvidence()
+    for plan in plans.PLANS:
+        assert evidence.track_evaluations(found, plan, size) < 0.02 * 2 * size
+    assert evidence.track_localised(found, "screen", size) == 1.0  # the planted W3[17, 123]
+    assert evidence.track_share_of_full_check(found, "screen", size) < 0.002
 
 
 def test_the_first_check_benchmark_measures_new_processes(suite, tmp_path):

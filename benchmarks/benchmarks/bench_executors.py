@@ -25,10 +25,20 @@ SAMPLE = 2_000
 EXECUTORS = ["local", "processes-2", "dask-1", "dask-2"]
 
 
+def _ship_this_suite_by_value() -> None:
+    """Workers import a cost's module by name, and asv loads this suite from a path that
+    worker processes do not have: its cost functions travel by value instead (cloudpickle,
+    installed with the dask extra, which these benchmarks need)."""
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(_models)
+
+
 def start_executor(name: str):
     """``(executor, n_workers, cluster)`` for a row name; ``cluster`` is closed afterwards."""
     if name == "local":
         return None, None, None
+    _ship_this_suite_by_value()
     count = int(name.split("-")[1])
     if name.startswith("processes"):
         return "processes", count, None

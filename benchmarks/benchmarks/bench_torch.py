@@ -37,7 +37,7 @@ class TimeTorchCheckModule:
     timeout = 120.0
 
     def setup(self, size, n_threads, evaluations):
-        torch, compare, mlp = _module(size)
+        # The rows not timed are told apart first: importing torch takes seconds.
         if evaluations != "serial" and n_threads == 1:
             raise NotImplementedError("one thread: the same as serial")
         if evaluations == "processes" and size == 100:
@@ -46,6 +46,7 @@ class TimeTorchCheckModule:
                                                           (2, "processes")):
             raise NotImplementedError("at 2,000 parameters only the fastest ways are timed, to "
                                       "keep `asv run --quick` short (compare.py times the rest)")
+        torch, compare, mlp = _module(size)
         torch.set_num_threads(n_threads)
         if evaluations == "processes":
             self.run = compare.fastgc_torch_module(mlp, n_workers=n_threads)
