@@ -118,8 +118,9 @@ def check(
         cores for a compiled cost and 1 for a Python callable, which may keep state between
         calls and mostly holds the GIL; one thread as well for a check whose evaluations take
         under 10 ms in all, where a parallel region costs more than it saves); negative counts
-        back from the maximum (-1 = all); 0 is an error. A Python cost run on several threads must be thread-safe. BLAS inside the
-        cost runs on one thread for the whole check, so the results do not depend on it.
+        back from the maximum (-1 = all); 0 is an error. A Python cost run on several threads
+        must be thread-safe. BLAS inside the cost runs on one thread for the whole check, so
+        the results do not depend on it.
     engine : {"auto", "numba", "cython", "python"}, optional
         Default: ``FASTGC_ENGINE``, else auto (numba for an njit cost, then cython, then python).
     progress : bool, optional

@@ -124,7 +124,7 @@ def score_agreement(
 ) -> tuple[np.ndarray, "_BlockTotals", int] | None:
     """For a theta of one chunk whose analytic gradient is finite and where :func:`flag`
     finds nothing: what :func:`score` gives with nothing re-examined, and what
-    :func:`count_beyond` counts, computed once from the terms they share. None otherwise.
+    :func:`count_beyond` counts, from the flagging's own terms. None otherwise.
 
     Parameters
     ----------
@@ -142,26 +142,15 @@ def score_agreement(
         The scores and block totals of :func:`score`, and the count of :func:`count_beyond`,
         bit for bit.
     """
-    n, dtheta = evidence.approx.shape[0], evidence.dtheta
-    if n > CHUNK or not np.isfinite(dtheta).all():
+    n = evidence.approx.shape[0]
+    if n > CHUNK or not np.isfinite(evidence.dtheta).all():
         return None
     with np.errstate(invalid="ignore", over="ignore"):
         terms, _ = _flag_chunk(evidence, 0, n, rtol, floor_scale, resolution, None)
-        if terms.outside.any():
-            return None
-        beyond = int(np.count_nonzero(terms.error > terms.tolerance))
-        # What _score_chunk computes where nothing was re-examined and all is finite.
-        residual = terms.error - terms.floor
-        np.maximum(residual, 0.0, out=residual)
-        scores = np.zeros(n)
-        np.divide(residual, terms.relative, out=scores, where=terms.relative > 0)
-        squares = np.empty((3, n))
-        np.multiply(residual, residual, out=squares[0])
-        np.multiply(evidence.approx, evidence.approx, out=squares[1])
-        np.multiply(dtheta, dtheta, out=squares[2])
-    totals = _BlockTotals.zeros(evidence.layout.offsets)
-    totals.add(_ChunkTerms(terms.error, squares, _NO_FLAGS, True),
-               evidence.layout.offsets.tolist(), 0, n)
+    if terms.outside.any():
+        return None
+    beyond = int(np.count_nonzero(terms.error > terms.tolerance))
+    scores, totals = score(evidence, floor_scale, {}, set())
     return scores, totals, beyond
 
 
@@ -240,8 +229,6 @@ def resolution(evidence: Evidence, bug: float) -> float:
 
 _NO_INDICES = np.empty(0, dtype=np.int64)
 _NO_INDICES.flags.writeable = False
-_NO_FLAGS = np.empty(0, dtype=bool)  # ``finite`` of a chunk known to be all finite: not read
-_NO_FLAGS.flags.writeable = False
 _NOWHERE = slice(0, 0)
 
 

@@ -101,9 +101,6 @@ class RemoteExecutor:
 
     name = ""
     where = "the workers"  # for messages
-    #: Its sessions offer ``directional`` (given the ``dtheta`` to ship) as well as
-    #: ``differences`` and ``sweep``.
-    runs_directions = True
     task_seconds = TASK_SECONDS  # how long a task should last (the chunk rule)
 
     def __init__(

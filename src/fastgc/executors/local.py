@@ -45,9 +45,6 @@ class LocalExecutor:
     serial (one chunk) instead of failing.
     """
 
-    #: Its sessions offer ``directional`` as well as ``differences`` and ``sweep``.
-    runs_directions = True
-
     def __init__(self, engine: "Engine", cost: "Cost", theta: np.ndarray, n_threads: int) -> None:
         self.engine, self.cost, self.theta = engine, cost, theta
         self.parallel = engine.parallel_allowed()

@@ -152,12 +152,19 @@ def confirm_reproducible(
     again = np.empty(indices.shape[0])
     failed = np.empty(1, dtype=np.int64)
     run(indices, steps.take(indices), again, failed)
-    replayed = indices.shape[0] if failed[0] < 0 else int(failed[0])
     first = approx[indices]
-    differ = np.flatnonzero(first[:replayed].view(np.uint64) != again[:replayed].view(np.uint64))
-    if failed[0] >= 0 or differ.size:
-        _raise_irreproducible(cost, indices, first, again, differ, int(failed[0]), workers)
+    positions = _mismatches(first, again, int(failed[0]))
+    if positions:
+        _raise_irreproducible(cost, indices, first, again, positions, int(failed[0]), workers)
     return 2 * indices.shape[0]
+
+
+def _mismatches(first: np.ndarray, again: np.ndarray, failed_at: int) -> list[int]:
+    """Positions where the replay gave other bits, then the one where it failed (-1: none);
+    the replay stopped there, so nothing after it is compared."""
+    replayed = first.shape[0] if failed_at < 0 else failed_at
+    differ = np.flatnonzero(first[:replayed].view(np.uint64) != again[:replayed].view(np.uint64))
+    return differ.tolist() + ([failed_at] if failed_at >= 0 else [])
 
 
 @dataclass(repr=False)
@@ -205,15 +212,12 @@ def direction_replay_sample(out: np.ndarray) -> np.ndarray:
     ndarray of int64
         Distinct row numbers in increasing order.
     """
-    delta, prediction = out[:, 0], out[:, 1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        relative = np.abs(delta - prediction) / (np.abs(delta) + np.abs(prediction))
-    relative = np.nan_to_num(relative, nan=0.0, posinf=0.0)
-    worst = np.argsort(-relative, kind="stable")[:REPLAY_ROWS_WORST]
+    # J+ - J- against its prediction, ranked as components are against their gradient.
+    worst = _most_disagreeing(out[:, 0], out[:, 1], REPLAY_ROWS_WORST)
     others = np.setdiff1d(np.arange(out.shape[0]), worst)
     wanted = min(REPLAY_ROWS, out.shape[0]) - worst.shape[0]
     # (m - 1) / (wanted - 1) >= 1 apart when wanted <= m: distinct picks.
-    spread = others[np.linspace(0, others.shape[0] - 1, wanted).astype(np.int64)]
+    spread = others[spread_indices(others.shape[0], wanted)]
     return np.unique(np.concatenate([worst, spread]).astype(np.int64))
 
 
@@ -256,13 +260,10 @@ def confirm_directions_reproducible(
     again = np.empty((picked.shape[0], 3))
     failed = np.empty(1, dtype=np.int64)
     run(lo[picked], hi[picked], seeds[picked], kinds[picked], steps[picked], again, failed)
-    replayed = picked.shape[0] if failed[0] < 0 else int(failed[0])
-    first = out[picked, 0]
-    differ = np.flatnonzero(first[:replayed].view(np.uint64)
-                            != again[:replayed, 0].view(np.uint64))
-    if failed[0] >= 0 or differ.size:
-        positions = differ.tolist() + ([int(failed[0])] if failed[0] >= 0 else [])
-        serial = [float(again[k, 0]) if k < replayed else float("nan") for k in positions]
+    first, replayed = out[picked, 0], np.ascontiguousarray(again[:, 0])
+    positions = _mismatches(first, replayed, int(failed[0]))
+    if positions:
+        serial = [float(replayed[k]) if k != failed[0] else float("nan") for k in positions]
         _raise_irreproducible_directions(cost, lo[picked], hi[picked], first, serial,
                                          positions, workers)
     return 2 * picked.shape[0]
@@ -285,9 +286,8 @@ _ON_WORKERS = (
 
 def _raise_irreproducible(
     cost: "Cost", indices: np.ndarray, first: np.ndarray, again: np.ndarray,
-    differ: np.ndarray, failed_at: int, workers: bool,
+    positions: list[int], failed_at: int, workers: bool,
 ) -> None:
-    positions = differ.tolist() + ([failed_at] if failed_at >= 0 else [])
     shown = [int(indices[k]) for k in positions]
     parallel = tuple(float(first[k]) for k in positions)
     serial = tuple(float(again[k]) if k != failed_at else float("nan") for k in positions)
