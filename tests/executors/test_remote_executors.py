@@ -624,6 +624,96 @@ def test_the_payload_leaves_the_dask_workers_after_a_check(client):
     assert len(held) == 2 and set(held.values()) == {0}
 
 
+# --------------------------------------------------------------------------------------------
+# fastgc's own pool between checks.
+
+
+def recording_cost(params, X, Y, folder, caller):
+    """The MLP cost; a worker process also notes its pid and how many checks' payloads it
+    holds."""
+    if os.getpid() != caller:
+        from fastgc.executors import _worker
+
+        with open(os.path.join(folder, f"{os.getpid()}-{len(_worker._INSTALLED)}"), "w"):
+            pass
+    return models.cost(params, X, Y)
+
+
+def recorded(folder):
+    """{pid: the payload counts it held} of the workers that ran a recording check."""
+    seen: dict[int, set[int]] = {}
+    for name in os.listdir(folder):
+        pid, held = name.split("-")
+        seen.setdefault(int(pid), set()).add(int(held))
+    return seen
+
+
+def recording_check(tmp_path, name, n_workers=2, cost=recording_cost):
+    params, X, Y = models.make_mlp(0)
+    grads = models.grads(params, X, Y)
+    folder = tmp_path / name
+    folder.mkdir()
+    before = (snapshot(params), snapshot(grads))
+    result = check(cost, params, grads, args=(X, Y, str(folder), os.getpid()),
+                   executor="processes", n_workers=n_workers)
+    assert_untouched(params, grads, before)
+    local = check(models.cost, params, grads, args=(X, Y))
+    assert bits(result.approx) == bits(local.approx) and result.verdict == "correct"
+    return recorded(folder)
+
+
+def payload_files(folder):
+    return [name for name in os.listdir(folder) if name.startswith("fastgc-payload-")]
+
+
+def test_fastgcs_pool_serves_the_next_checks(tmp_path, monkeypatch):
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(temporary))
+    runs = [recording_check(tmp_path, f"run{k}") for k in range(4)]
+    # The same two processes ran every check (fresh pools would bring new pids each time),
+    # each holding only the payload of the check it ran (none while loading it).
+    assert len(set().union(*runs)) <= 2
+    assert all(1 in held and held <= {0, 1} for run in runs for held in run.values())
+    assert payload_files(temporary) == []  # each check removed its payload file
+
+
+def test_fastgcs_pool_is_replaced_for_other_counts_and_after_a_failure(tmp_path):
+    two = set(recording_check(tmp_path, "two"))
+    one = set(recording_check(tmp_path, "one", n_workers=1))
+    assert len(one) == 1 and not one & two
+    two_again = set(recording_check(tmp_path, "two-again"))
+    assert not two_again & (one | two)
+    params, X, Y = models.make_mlp(0)
+    with pytest.raises(fastgc.CostError, match="planted"):
+        check(raising_cost, params, models.grads(params, X, Y),
+              args=(X, Y, float(params["W1"][0, 3])), executor="processes", n_workers=2)
+    after_failure = set(recording_check(tmp_path, "after-failure"))
+    assert not after_failure & (one | two | two_again)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_fastgcs_idle_pool_exits(tmp_path, monkeypatch):
+    from fastgc.executors import processes
+
+    monkeypatch.setattr(processes, "IDLE_SECONDS", 0.2)
+    workers = set(recording_check(tmp_path, "idle"))
+    assert workers
+    for _ in range(200):
+        if not any(alive(pid) for pid in workers):
+            break
+        threading.Event().wait(0.05)
+    assert not any(alive(pid) for pid in workers)
+    assert not set(recording_check(tmp_path, "later")) & workers
+
+
 def test_options_of_executors_are_checked():
     params, X, Y = models.make_mlp(0)
     grads = models.grads(params, X, Y)

@@ -13,8 +13,11 @@ tried on its own first, so that the error names the part that failed.
 from __future__ import annotations
 
 import io
+import os
 import pickle
+import tempfile
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -69,6 +72,35 @@ def pack(
         "engine": engine.name, "n_threads": n_threads, "dtheta": dtheta,
     }
     return pickler.dumps(shipped, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+@dataclass(frozen=True)
+class PayloadFile:
+    """A payload written to a private file of this machine, for workers that outlive a check.
+
+    fastgc's own pool is kept between checks, so its initializer cannot deliver each check's
+    payload: its tasks carry this small handle instead, and a worker reads the file once per
+    check (the caller removes it when the check ends).
+    """
+
+    path: str
+
+    @classmethod
+    def write(cls, payload: bytes) -> "PayloadFile":
+        descriptor, path = tempfile.mkstemp(prefix="fastgc-payload-")  # readable by us only
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(payload)
+        return cls(path)
+
+    def read(self) -> bytes:
+        with open(self.path, "rb") as file:
+            return file.read()
+
+    def remove(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
 
 
 def _try_pickle(pickler: Any, name: str, part: Any, where: str) -> None:

@@ -64,12 +64,21 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def install(token: str, payload: bytes) -> WorkerState:
-    """Load ``payload`` (made by :func:`fastgc.executors._shipping.pack`) for ``token``."""
+def install(token: str, payload: Any) -> WorkerState:
+    """Load ``payload`` (made by :func:`fastgc.executors._shipping.pack`, as bytes or as a
+    :class:`~fastgc.executors._shipping.PayloadFile`) for ``token``."""
     with _lock:
         state = _INSTALLED.get(token)
         if state is not None:
             return state
+    from ._shipping import PayloadFile
+
+    if isinstance(payload, PayloadFile):
+        # A worker of fastgc's pool serves one check at a time: the earlier checks'
+        # payloads (theta, args) would only hold memory.
+        with _lock:
+            _INSTALLED.clear()
+        payload = payload.read()
     state = _load(payload)
     with _lock:
         _INSTALLED[token] = state
@@ -120,7 +129,7 @@ def describe(token: str) -> tuple[float, int]:
     return state.value, state.n_threads
 
 
-def run_chunk(token: str, payload: bytes | None, indices: Any, steps: Any) -> ChunkResult:
+def run_chunk(token: str, payload: Any, indices: Any, steps: Any) -> ChunkResult:
     """Central differences of one chunk: ``indices`` is a ``(start, stop)`` range (steps from
     the step rule) or an index array with its ``steps``."""
     state = _state(token, payload)
@@ -134,7 +143,7 @@ def run_chunk(token: str, payload: bytes | None, indices: Any, steps: Any) -> Ch
 
 
 def run_directional_chunk(
-    token: str, payload: bytes | None, lo: np.ndarray, hi: np.ndarray, seeds: np.ndarray,
+    token: str, payload: Any, lo: np.ndarray, hi: np.ndarray, seeds: np.ndarray,
     kinds: np.ndarray, steps: np.ndarray,
 ) -> ChunkResult:
     """Directional differences of one chunk of tasks, as ``LocalSession.directional`` runs
@@ -153,7 +162,7 @@ def run_directional_chunk(
     return _chunk_result(state, out, executor, session)
 
 
-def _state(token: str, payload: bytes | None) -> WorkerState:
+def _state(token: str, payload: Any) -> WorkerState:
     """The installed payload of ``token`` (installed now when ``payload`` comes along)."""
     if token in FAILED:
         raise FAILED[token]
@@ -188,10 +197,11 @@ def _chunk_result(state: WorkerState, numbers: np.ndarray, executor: Any,
     return ChunkResult(numbers, worker_name(), state.value, executor.n_chunks, compile_seconds)
 
 
-def start_pool_worker(token: str, payload: bytes, blas_threads: int) -> None:
+def start_pool_worker(blas_threads: int) -> None:
     """Initializer of fastgc's own process pool: ignore Ctrl-C (the caller handles it and
     cancels the work), cap BLAS and OpenMP at the worker's share of the cores (the worker's
-    own thread count, so a compiled cost keeps its threads), install the payload."""
+    own thread count, so a compiled cost keeps its threads). Each check's payload comes with
+    its tasks, as a file read once (the pool outlives a check)."""
     import signal
 
     from .._threads import forked_from_a_clean_parent
@@ -203,7 +213,3 @@ def start_pool_worker(token: str, payload: bytes, blas_threads: int) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=blas_threads)
-    try:
-        install(token, payload)
-    except Exception as error:  # reported by the first chunk, with its message
-        FAILED[token] = error

@@ -3,12 +3,16 @@
 ``executor="processes"`` starts a pool of ``n_workers`` processes for the check (with the
 ``forkserver`` start method where there is one, else ``spawn``: never ``fork``, which is
 unsafe once Numba's, OpenMP's or BLAS's threads exist). Each worker ignores Ctrl-C (the
-caller answers it and cancels the outstanding tasks), caps BLAS at its share of the cores, and
-receives the payload once, through the pool's initializer. Tasks are chunks of indices
+caller answers it and cancels the outstanding tasks) and caps BLAS at its share of the cores.
+The pool outlives the check: the next check with the same worker and thread counts takes it
+over at once, and it exits after :data:`IDLE_SECONDS` without a check (or with the caller).
+Each check writes its payload once, to a private file that its tasks name and each worker
+reads once (it then drops the payloads of earlier checks). Tasks are chunks of indices
 (central differences) or of directional rows (the screen's random directions and its
 localisation, against the dtheta that then travels with the payload), each run by the local
-loop inside the worker. A worker that dies mid-check breaks a standard pool: fastgc then
-starts a fresh pool and resubmits the chunks that had not come back (up to
+loop inside the worker. A check interrupted or failed leaves its pool behind (a running chunk
+cannot be stopped): the next one starts a fresh pool. A worker that dies mid-check breaks a
+standard pool: fastgc then starts a fresh pool and resubmits the chunks that had not come back (up to
 :data:`MAX_RESTARTS` times), so the check completes with the same result.
 
 Any other ``concurrent.futures.Executor`` (a ``ProcessPoolExecutor`` you made, a
@@ -25,7 +29,9 @@ from __future__ import annotations
 import contextlib
 import math
 import multiprocessing
+import os
 import sys
+import threading
 from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
@@ -43,6 +49,8 @@ if TYPE_CHECKING:
     from ..engines import Engine
 
 MAX_RESTARTS = 2
+#: fastgc's pool waits this long for the next check before its workers exit.
+IDLE_SECONDS = 60.0
 TASKS_PER_WORKER_PLAIN = 2
 PLAIN_TASK_SECONDS = 4 * TASK_SECONDS
 # Imported once by the fork server, so that each worker starts in milliseconds.
@@ -89,6 +97,55 @@ def _main_module_hidden(hide: bool) -> Iterator[None]:
             del main.__spec__
 
 
+class _KeptPool:
+    """fastgc's pool between two checks: one, for its worker and thread counts.
+
+    A check takes it (nobody else can while it runs) and gives it back when it completes;
+    a pool that waited :data:`IDLE_SECONDS`, was built for other counts, or belongs to the
+    parent of a forked process is shut down or forgotten instead of used.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: Any = None
+        self._key: tuple = ()
+        self._pid = 0
+        self._timer: threading.Timer | None = None
+
+    def take(self, key: tuple) -> Any:
+        """The kept pool for ``key``, or None (a fresh one is needed)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+            if self._timer is not None:
+                self._timer.cancel()
+            if pool is None or self._pid != os.getpid():
+                return None  # none, or the parent's (its threads did not survive the fork)
+            # A worker may have died while the pool waited (the flag is the pool's own).
+            if self._key != key or getattr(pool, "_broken", False):
+                pool.shutdown(wait=False, cancel_futures=True)
+                return None
+            return pool
+
+    def give_back(self, key: tuple, pool: Any) -> None:
+        with self._lock:
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.shutdown(wait=False)  # a check that ran beside this one kept its own
+            self._pool, self._key, self._pid = pool, key, os.getpid()
+            self._timer = threading.Timer(IDLE_SECONDS, self._retire, (pool,))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _retire(self, pool: Any) -> None:
+        with self._lock:
+            if self._pool is not pool:
+                return
+            self._pool = None
+        pool.shutdown(wait=True)
+
+
+_KEPT = _KeptPool()
+
+
 def _completed(futures: list) -> Iterable[Any]:
     remaining = set(futures)
     while remaining:
@@ -128,6 +185,7 @@ class ProcessExecutor(_FuturesExecutor):
         super().__init__(engine, cost, theta, steps, caller_value, n_threads, dtheta)
         self._n_workers = n_workers
         self._pool: Any = None
+        self._payload_file: _shipping.PayloadFile | None = None
         self.restarts = 0
 
     @property
@@ -139,28 +197,35 @@ class ProcessExecutor(_FuturesExecutor):
 
         return ProcessPoolExecutor(
             self._n_workers, mp_context=start_context(),
-            initializer=_worker.start_pool_worker,
-            initargs=(self.token, self.payload, self.n_threads),
+            initializer=_worker.start_pool_worker, initargs=(self.n_threads,),
         )
+
+    @property
+    def _pool_key(self) -> tuple:
+        return (self._n_workers, self.n_threads)
 
     @contextlib.contextmanager
     def _started(self, payload: bytes, token: str) -> Iterator[None]:
-        self._pool = self._new_pool()
+        self._payload_file = _shipping.PayloadFile.write(payload)
+        self._pool = _KEPT.take(self._pool_key) or self._new_pool()
         finished = False
         try:
             yield
             finished = True
         finally:
-            # After an error or Ctrl-C, do not wait for the chunks still running.
-            self._pool.shutdown(wait=finished, cancel_futures=True)
-            self._pool = None
+            pool, self._pool = self._pool, None
+            if finished:
+                _KEPT.give_back(self._pool_key, pool)
+            else:
+                # After an error or Ctrl-C, do not wait for the chunks still running.
+                pool.shutdown(wait=False, cancel_futures=True)
+            self._payload_file.remove()
 
     def _submit(self, task: Task) -> Any:
-        # The pool starts its processes as the first tasks are submitted.
+        # A fresh pool starts its processes as the first tasks are submitted.
         function, arguments = task.call()
         with _main_module_hidden(_shipping.ships_by_value()):
-            # The initializer installed the payload: the task goes without it.
-            return self._pool.submit(function, self.token, None, *arguments)
+            return self._pool.submit(function, self.token, self._payload_file, *arguments)
 
     def _recover(self, tasks: list[Task]) -> None:
         if self.restarts >= MAX_RESTARTS:
