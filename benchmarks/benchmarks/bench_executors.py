@@ -4,7 +4,8 @@ The cost is the course-style NumPy cost (``_models.numpy_cost``), which runs on 
 one process: the case the executors are for. Every row uses the serial Python engine, in the
 caller or in each worker, so that the rows differ only in where the work runs. A Dask
 ``LocalCluster`` of worker processes (one thread each) is started in ``setup``, outside the
-timing; fastgc's own pool (``executor="processes"``) is started inside it, as a check does.
+timing; fastgc's own pool (``executor="processes"``) is started by the first timed check
+and kept for the next ones, as in a session of several checks.
 
 ``time_check`` times a whole ``fastgc.check``; ``time_sample`` times :data:`SAMPLE` evenly
 spaced indices through the executor's session (shipping the payload, comparing J(theta),
