@@ -12,8 +12,8 @@ reads once (it then drops the payloads of earlier checks). Tasks are chunks of i
 localisation, against the dtheta that then travels with the payload), each run by the local
 loop inside the worker. A check interrupted or failed leaves its pool behind (a running chunk
 cannot be stopped): the next one starts a fresh pool. A worker that dies mid-check breaks a
-standard pool: fastgc then starts a fresh pool and resubmits the chunks that had not come back (up to
-:data:`MAX_RESTARTS` times), so the check completes with the same result.
+standard pool: fastgc then starts a fresh pool and resubmits the chunks that had not come
+back (up to :data:`MAX_RESTARTS` times), so the check completes with the same result.
 
 Any other ``concurrent.futures.Executor`` (a ``ProcessPoolExecutor`` you made, a
 ``ThreadPoolExecutor``, an MPI or loky executor) is accepted as it is. It has no hook that runs
