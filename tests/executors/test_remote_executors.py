@@ -692,6 +692,15 @@ def test_fastgcs_pool_is_replaced_for_other_counts_and_after_a_failure(tmp_path)
     assert not after_failure & (one | two | two_again)
 
 
+@pytest.mark.parametrize("wait", [0.0, 0.5])
+def test_a_worker_of_the_kept_pool_killed_between_checks(tmp_path, wait):
+    workers = recording_check(tmp_path, "first")
+    os.kill(min(workers), signal.SIGKILL)
+    threading.Event().wait(wait)  # 0: before the pool may have noticed
+    after = recording_check(tmp_path, "after")  # bitwise the local result
+    assert not set(after) & set(workers)  # on a fresh pool
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

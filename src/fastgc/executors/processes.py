@@ -225,7 +225,14 @@ class ProcessExecutor(_FuturesExecutor):
         # A fresh pool starts its processes as the first tasks are submitted.
         function, arguments = task.call()
         with _main_module_hidden(_shipping.ships_by_value()):
-            return self._pool.submit(function, self.token, self._payload_file, *arguments)
+            try:
+                return self._pool.submit(function, self.token, self._payload_file, *arguments)
+            except BrokenProcessPool:
+                # A worker of the kept pool died while it waited (or one died just now: the
+                # tasks submitted before come back as lost and are resubmitted).
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+                return self._pool.submit(function, self.token, self._payload_file, *arguments)
 
     def _recover(self, tasks: list[Task]) -> None:
         if self.restarts >= MAX_RESTARTS:
