@@ -550,6 +550,61 @@ def test_interrupts_deferred_delivers_one_keyboard_interrupt_at_the_end():
     assert signal.getsignal(signal.SIGINT) is handler
 
 
+def test_a_watch_defers_inside_blocks_raises_at_once_outside_and_restores_the_handler():
+    import os
+    import signal
+    import time
+
+    from fastgc._threads import interrupts_deferred, interrupts_watched
+
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_watched():
+            watching = signal.getsignal(signal.SIGINT)
+            assert watching is not handler
+            finished_inside = False
+            with pytest.raises(KeyboardInterrupt):
+                with interrupts_deferred():
+                    # The block raises a flag: the watch's handler stays and records.
+                    assert signal.getsignal(signal.SIGINT) is watching
+                    for _ in range(3):
+                        os.kill(os.getpid(), signal.SIGINT)
+                        time.sleep(0.01)
+                    finished_inside = True
+            assert finished_inside  # delivered once, at the end of the block
+            assert signal.getsignal(signal.SIGINT) is watching
+            with interrupts_deferred():  # nothing received: nothing raised
+                pass
+            reached = False
+            os.kill(os.getpid(), signal.SIGINT)  # outside any block: raised at once
+            time.sleep(0.05)
+            reached = True
+    assert not reached
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
+def test_a_watch_is_one_per_check_and_a_check_gives_the_handler_back():
+    import signal
+
+    from fastgc import _threads
+    from fastgc._threads import interrupts_watched
+
+    handler = signal.getsignal(signal.SIGINT)
+    installed = []
+
+    def cost(p):
+        installed.append(signal.getsignal(signal.SIGINT))
+        with interrupts_watched():  # nested: the check's watch stays
+            installed.append(signal.getsignal(signal.SIGINT))
+        return float(np.sum(p["w"] ** 2))
+
+    w = np.linspace(-1.0, 1.0, 3)
+    fastgc.check(cost, {"w": w}, {"w": 2 * w}, engine="python", progress=False)
+    assert installed and set(installed) == {_threads._on_watched_interrupt}
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert _threads._watch.previous is None and not _threads._watch.received
+
+
 def test_interrupts_deferred_is_a_no_op_outside_the_main_thread():
     from fastgc._threads import interrupts_deferred
 

@@ -433,6 +433,79 @@ except ImportError:  # pragma: no cover - not CPython
     _raw_signal = signal  # type: ignore[assignment]
 
 
+class _Watch:
+    """The state of the SIGINT handler a check installs once (:class:`interrupts_watched`);
+    only the main thread, which alone receives signals, reads or changes it."""
+
+    __slots__ = ("previous", "received")
+
+    def __init__(self) -> None:
+        self.previous: Any = None  # the handler the watch replaced, while it is installed
+        self.received: list[Any] = []  # frames of interrupts waiting for a deferral's end
+
+
+_watch = _Watch()
+_WATCHED = object()  # an interrupts_deferred block that only raised the flag
+
+
+def _on_watched_interrupt(signum: int, frame: Any) -> None:
+    """SIGINT under a check's watch: recorded inside a deferred block (or in the watch's own
+    entry or exit, which must run whole), else handed at once to the handler in place."""
+    if getattr(_deferring, "active", False) or (
+        frame is not None and frame.f_code in _WATCH_CODES
+    ):
+        _watch.received.append(frame)
+    else:
+        _deliver(_watch.previous, frame)
+
+
+class interrupts_watched:
+    """One SIGINT handler for as long as a check runs, so that the blocks deferring Ctrl-C
+    inside it (:class:`interrupts_deferred`, a dozen per check) raise a flag instead of
+    replacing the handler twice each.
+
+    Outside those blocks an interrupt goes at once to the handler that was in place, as it
+    would without the watch; inside one, it waits for the block's end. The handler in place
+    comes back on leaving, also when the check was interrupted. The watch is installed only in
+    the main thread, under a Python handler (``KeyboardInterrupt``'s by default), outside any
+    other watch or deferral; elsewhere the blocks inside defer as they do alone.
+    """
+
+    __slots__ = ("_installed",)
+
+    def __enter__(self) -> None:
+        self._installed = False
+        if (not in_main_thread() or _watch.previous is not None
+                or getattr(_deferring, "active", False)):
+            return
+        try:
+            previous = _raw_signal.getsignal(signal.SIGINT)
+        except ValueError:  # pragma: no cover - signals unavailable here
+            return
+        if not callable(previous):  # SIG_DFL, SIG_IGN or a handler installed from C
+            return
+        _watch.previous = previous
+        _raw_signal.signal(signal.SIGINT, _on_watched_interrupt)
+        self._installed = True
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if not self._installed:
+            return
+        self._installed = False
+        previous = _watch.previous
+        _raw_signal.signal(signal.SIGINT, previous)
+        _watch.previous = None
+        if _watch.received:
+            frame = _watch.received[0]
+            _watch.received.clear()
+            _deliver(previous, frame)
+
+
+_WATCH_CODES = frozenset(
+    (interrupts_watched.__enter__.__code__, interrupts_watched.__exit__.__code__)
+)
+
+
 class interrupts_deferred:
     """Ctrl-C (SIGINT) recorded, not raised, inside the block, and delivered when it ends.
 
@@ -441,7 +514,8 @@ class interrupts_deferred:
     (a crash of the process at the next compilation). Only the main thread receives signals,
     so elsewhere, and inside an enclosing deferral, the block runs as it is. At the end, a
     recorded interrupt goes to the handler that was in place (``KeyboardInterrupt`` by
-    default), once however many arrived.
+    default), once however many arrived. Under a check's :class:`interrupts_watched`, whose
+    handler does the recording, the block only raises a flag.
 
     A class rather than a generator: a check enters it a dozen times, and this is cheaper.
     """
@@ -451,6 +525,10 @@ class interrupts_deferred:
     def __enter__(self) -> None:
         self._previous: Any = None
         if not in_main_thread() or getattr(_deferring, "active", False):
+            return
+        if _watch.previous is not None:  # the watch's handler records for this block
+            self._previous = _WATCHED
+            _deferring.active = True
             return
         try:
             previous = _raw_signal.getsignal(signal.SIGINT)
@@ -469,6 +547,12 @@ class interrupts_deferred:
             return
         self._previous = None
         _deferring.active = False
+        if previous is _WATCHED:
+            if _watch.received:  # also one that landed in the watch's entry
+                frame = _watch.received[0]
+                _watch.received.clear()
+                _deliver(_watch.previous, frame)
+            return
         _raw_signal.signal(signal.SIGINT, previous)
         if self._received:
             _deliver(previous, self._received[0])
