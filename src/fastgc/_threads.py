@@ -223,9 +223,14 @@ def threads(n_threads: int | None) -> Iterator[int]:
         _block_default.reset(token)
 
 
+# The main thread's identifier, read once (and again in a forked child, whose main thread is
+# the one that forked): a check asks which thread it runs in about ten times.
+_main_thread_ident = threading.main_thread().ident
+
+
 def in_main_thread() -> bool:
     # By identifier: the same answer as comparing thread objects, without looking this one up.
-    return threading.get_ident() == threading.main_thread().ident
+    return threading.get_ident() == _main_thread_ident
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,7 +260,10 @@ def forked_from_a_clean_parent() -> None:
 
 def _after_fork_in_child() -> None:
     global _forked, _blas_cap_lock, _blas_cap_holders, _blas_cap, _cap_held_here
+    global _main_thread_ident
     _forked = True
+    # threading's own after-fork hook, registered before this one, ran first.
+    _main_thread_ident = threading.main_thread().ident
     # The threads that held the BLAS cap or its lock did not come along.
     _blas_cap_lock = threading.Lock()
     _blas_cap_holders, _blas_cap = 0, None

@@ -108,7 +108,8 @@ def _flag_chunk(
         # One floor for the chunk (equal steps) is above the resolution or not: where it is
         # not, no component is blind but in a blind block.
         blind = hidden & above if isinstance(floor, np.ndarray) else (hidden if above else None)
-        if blind_blocks is None and hidden.any():
+        # Counting is cheaper than .any() on a chunk this size, with the same answer.
+        if blind_blocks is None and np.count_nonzero(hidden):
             blind_blocks = _blind_blocks(evidence, floor_scale)
         if blind_blocks is not None and blind_blocks.any():
             blocks = evidence.layout.block_of(np.arange(start, stop))
@@ -143,11 +144,11 @@ def score_agreement(
         bit for bit.
     """
     n = evidence.approx.shape[0]
-    if n > CHUNK or not np.isfinite(evidence.dtheta).all():
+    if n > CHUNK or np.count_nonzero(np.isfinite(evidence.dtheta)) < n:
         return None
     with np.errstate(invalid="ignore", over="ignore"):
         terms, _ = _flag_chunk(evidence, 0, n, rtol, floor_scale, resolution, None)
-    if terms.outside.any():
+    if np.count_nonzero(terms.outside):
         return None
     beyond = int(np.count_nonzero(terms.error > terms.tolerance))
     scores, totals = score(evidence, floor_scale, {}, set(), flagging=terms)
@@ -401,7 +402,7 @@ def _score_chunk(
         raw_error, scale, floor = flagging.error, flagging.relative, flagging.floor
     else:
         finite = np.isfinite(analytic)
-        all_finite = bool(finite.all())
+        all_finite = np.count_nonzero(finite) == finite.shape[0]
     with np.errstate(invalid="ignore", over="ignore"):
         if flagging is None:
             raw_error = np.abs(estimate - analytic)
@@ -539,7 +540,7 @@ def overall_verdict(
 ) -> Verdict:
     """The verdict on all of theta at once, or the worst parameter's if that is worse."""
     correct, bug = thresholds
-    any_non_finite = bool(totals.n_non_finite.any())
+    any_non_finite = np.count_nonzero(totals.n_non_finite) > 0
     summed = totals.squares.sum(axis=0)
     overall = Verdict.BUG if any_non_finite else _verdict(_lecture(*summed.tolist()), correct, bug)
     return worst_verdict([overall] + [p.verdict for p in per_parameter.values()])
