@@ -294,6 +294,33 @@ def set_blas_threads(count: int) -> None:
     setter.join()
 
 
+def test_a_blas_pool_already_on_one_thread_gets_one_thread_back_whatever_the_cost_did():
+    # The cap sets only the pools that are not on one thread already, but gives every pool
+    # back the count it found: also one the cost changed meanwhile.
+    from threadpoolctl import threadpool_limits
+
+    assert blas_threads(), "threadpoolctl finds the BLAS library NumPy uses"
+    session = blas_threads()
+    set_blas_threads(1)
+    seen: list[list[int]] = []
+
+    def cost(p):
+        seen.append(blas_threads())
+        if len(seen) == 3:  # inside the run: a cost that raises its BLAS threads, for good
+            threadpool_limits(limits=2, user_api="blas")
+        return float(np.sum(p["w"] ** 2))
+
+    w = np.linspace(-1.0, 1.0, 4)
+    try:
+        fastgc.check(cost, {"w": w}, {"w": 2 * w}, engine="python", progress=False)
+        after = blas_threads()
+    finally:
+        set_blas_threads(session[0])
+    assert seen[0] == [1] * len(session)  # capped (nothing to set)
+    assert 2 in seen[-1]  # the cost's change took effect within the check
+    assert after == [1] * len(session)
+
+
 def test_overlapping_checks_restore_the_blas_thread_count():
     require_engine("cython")
     if TWO_THREADS < 2:

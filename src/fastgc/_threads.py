@@ -336,11 +336,13 @@ class _BlasCap:
 
     def __init__(self, controller: Any) -> None:
         self._found = [(library, library.num_threads) for library in controller.lib_controllers]
-        for library, _ in self._found:
-            library.set_num_threads(1)
+        for library, num_threads in self._found:
+            if num_threads != 1:  # one already on one thread is left as it is
+                library.set_num_threads(1)
 
     def restore(self) -> None:
-        """Give every library back the thread count it had."""
+        """Give every library back the thread count it had (also one that was on one thread
+        already, in case the cost changed it meanwhile)."""
         for library, num_threads in self._found:
             library.set_num_threads(num_threads)
 
