@@ -610,6 +610,63 @@ def test_a_watch_defers_inside_blocks_raises_at_once_outside_and_restores_the_ha
     assert signal.getsignal(signal.SIGINT) is handler
 
 
+def test_ctrl_c_anywhere_around_a_watch_is_raised_once_and_leaves_its_state_clean():
+    # Interrupts at random moments of many short watched sections (deferred blocks inside,
+    # as a check has): each one is raised once, inside or just after its section, and the
+    # handler and the watch's state are as before every time.
+    report = run_python("""
+    import json, os, random, signal, threading, time
+    from fastgc import _threads
+    from fastgc._threads import interrupts_deferred, interrupts_watched
+
+    handler = signal.getsignal(signal.SIGINT)
+    go, sent = threading.Event(), threading.Event()
+    rounds, rng = 300, random.Random(1)
+
+    def interrupter():
+        for _ in range(rounds):
+            go.wait()
+            go.clear()
+            time.sleep(rng.uniform(0.0, 0.001))
+            os.kill(os.getpid(), signal.SIGINT)
+            sent.set()
+
+    def section():
+        with interrupts_watched():
+            for _ in range(4):
+                with interrupts_deferred():  # sleeping lets the sender run
+                    time.sleep(0.0001)
+                time.sleep(0.0001)
+
+    sender = threading.Thread(target=interrupter)
+    sender.start()
+    raised, inside, unclean = 0, 0, []
+    for k in range(rounds):
+        sent.clear()
+        go.set()
+        try:
+            try:
+                section()
+            except KeyboardInterrupt:
+                inside += 1
+                raise
+            finally:
+                sent.wait(10)
+                time.sleep(0.002)  # an interrupt sent after the section lands here
+        except KeyboardInterrupt:
+            raised += 1
+        if (signal.getsignal(signal.SIGINT) is not handler or _threads._watch.previous
+                is not None or getattr(_threads._deferring, "active", False)):
+            unclean.append(k)
+    sender.join()
+    print(json.dumps({"raised": raised, "inside": inside, "rounds": rounds,
+                      "unclean": unclean}))
+    """)
+    assert report["unclean"] == []
+    assert report["raised"] == report["rounds"]
+    assert report["inside"] > report["rounds"] // 4  # most land inside the sections
+
+
 def test_a_watch_is_one_per_check_and_a_check_gives_the_handler_back():
     import signal
 

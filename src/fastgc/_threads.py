@@ -494,21 +494,24 @@ class interrupts_watched:
             return
         if not callable(previous):  # SIG_DFL, SIG_IGN or a handler installed from C
             return
-        _watch.previous = previous
+        _watch.received = []  # nothing left over from an exit that was interrupted
+        # The handler before the state: an interrupt landing in between is in this method,
+        # so it is recorded, for the end of the first deferral or of the watch.
         _raw_signal.signal(signal.SIGINT, _on_watched_interrupt)
+        _watch.previous = previous
         self._installed = True
 
     def __exit__(self, *exc_info: Any) -> None:
         if not self._installed:
             return
         self._installed = False
-        previous = _watch.previous
+        previous, _watch.previous = _watch.previous, None
         _raw_signal.signal(signal.SIGINT, previous)
-        _watch.previous = None
-        if _watch.received:
-            frame = _watch.received[0]
-            _watch.received.clear()
-            _deliver(previous, frame)
+        # Swapped, not cleared: a frame appended meanwhile cannot be lost.
+        frames, _watch.received = _watch.received, []
+        # An interrupt already on its way out stands for those recorded.
+        if frames and not isinstance(exc_info[1], KeyboardInterrupt):
+            _deliver(previous, frames[0])
 
 
 _WATCH_CODES = frozenset(
@@ -556,13 +559,15 @@ class interrupts_deferred:
         if previous is None:
             return
         self._previous = None
-        _deferring.active = False
         if previous is _WATCHED:
-            if _watch.received:  # also one that landed in the watch's entry
-                frame = _watch.received[0]
-                _watch.received.clear()
-                _deliver(_watch.previous, frame)
+            # Taken while the flag still records (also one that landed in the watch's entry);
+            # one arriving after the swap waits for the next deferral or the watch's end.
+            frames, _watch.received = _watch.received, []
+            _deferring.active = False
+            if frames:
+                _deliver(_watch.previous, frames[0])
             return
+        _deferring.active = False
         _raw_signal.signal(signal.SIGINT, previous)
         if self._received:
             _deliver(previous, self._received[0])
