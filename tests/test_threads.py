@@ -294,6 +294,33 @@ def set_blas_threads(count: int) -> None:
     setter.join()
 
 
+def test_a_blas_pool_already_on_one_thread_gets_one_thread_back_whatever_the_cost_did():
+    # The cap sets only the pools that are not on one thread already, but gives every pool
+    # back the count it found: also one the cost changed meanwhile.
+    from threadpoolctl import threadpool_limits
+
+    assert blas_threads(), "threadpoolctl finds the BLAS library NumPy uses"
+    session = blas_threads()
+    set_blas_threads(1)
+    seen: list[list[int]] = []
+
+    def cost(p):
+        seen.append(blas_threads())
+        if len(seen) == 3:  # inside the run: a cost that raises its BLAS threads, for good
+            threadpool_limits(limits=2, user_api="blas")
+        return float(np.sum(p["w"] ** 2))
+
+    w = np.linspace(-1.0, 1.0, 4)
+    try:
+        fastgc.check(cost, {"w": w}, {"w": 2 * w}, engine="python", progress=False)
+        after = blas_threads()
+    finally:
+        set_blas_threads(session[0])
+    assert seen[0] == [1] * len(session)  # capped (nothing to set)
+    assert 2 in seen[-1]  # the cost's change took effect within the check
+    assert after == [1] * len(session)
+
+
 def test_overlapping_checks_restore_the_blas_thread_count():
     require_engine("cython")
     if TWO_THREADS < 2:
@@ -548,6 +575,118 @@ def test_interrupts_deferred_delivers_one_keyboard_interrupt_at_the_end():
     with interrupts_deferred():  # nothing received: nothing raised
         pass
     assert signal.getsignal(signal.SIGINT) is handler
+
+
+def test_a_watch_defers_inside_blocks_raises_at_once_outside_and_restores_the_handler():
+    import os
+    import signal
+    import time
+
+    from fastgc._threads import interrupts_deferred, interrupts_watched
+
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_watched():
+            watching = signal.getsignal(signal.SIGINT)
+            assert watching is not handler
+            finished_inside = False
+            with pytest.raises(KeyboardInterrupt):
+                with interrupts_deferred():
+                    # The block raises a flag: the watch's handler stays and records.
+                    assert signal.getsignal(signal.SIGINT) is watching
+                    for _ in range(3):
+                        os.kill(os.getpid(), signal.SIGINT)
+                        time.sleep(0.01)
+                    finished_inside = True
+            assert finished_inside  # delivered once, at the end of the block
+            assert signal.getsignal(signal.SIGINT) is watching
+            with interrupts_deferred():  # nothing received: nothing raised
+                pass
+            reached = False
+            os.kill(os.getpid(), signal.SIGINT)  # outside any block: raised at once
+            time.sleep(0.05)
+            reached = True
+    assert not reached
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
+def test_ctrl_c_anywhere_around_a_watch_is_raised_once_and_leaves_its_state_clean():
+    # Interrupts at random moments of many short watched sections (deferred blocks inside,
+    # as a check has): each one is raised once, inside or just after its section, and the
+    # handler and the watch's state are as before every time.
+    report = run_python("""
+    import json, os, random, signal, threading, time
+    from fastgc import _threads
+    from fastgc._threads import interrupts_deferred, interrupts_watched
+
+    handler = signal.getsignal(signal.SIGINT)
+    go, sent = threading.Event(), threading.Event()
+    rounds, rng = 300, random.Random(1)
+
+    def interrupter():
+        for _ in range(rounds):
+            go.wait()
+            go.clear()
+            time.sleep(rng.uniform(0.0, 0.001))
+            os.kill(os.getpid(), signal.SIGINT)
+            sent.set()
+
+    def section():
+        with interrupts_watched():
+            for _ in range(4):
+                with interrupts_deferred():  # sleeping lets the sender run
+                    time.sleep(0.0001)
+                time.sleep(0.0001)
+
+    sender = threading.Thread(target=interrupter)
+    sender.start()
+    raised, inside, unclean = 0, 0, []
+    for k in range(rounds):
+        sent.clear()
+        go.set()
+        try:
+            try:
+                section()
+            except KeyboardInterrupt:
+                inside += 1
+                raise
+            finally:
+                sent.wait(10)
+                time.sleep(0.002)  # an interrupt sent after the section lands here
+        except KeyboardInterrupt:
+            raised += 1
+        if (signal.getsignal(signal.SIGINT) is not handler or _threads._watch.previous
+                is not None or getattr(_threads._deferring, "active", False)):
+            unclean.append(k)
+    sender.join()
+    print(json.dumps({"raised": raised, "inside": inside, "rounds": rounds,
+                      "unclean": unclean}))
+    """)
+    assert report["unclean"] == []
+    assert report["raised"] == report["rounds"]
+    assert report["inside"] > report["rounds"] // 4  # most land inside the sections
+
+
+def test_a_watch_is_one_per_check_and_a_check_gives_the_handler_back():
+    import signal
+
+    from fastgc import _threads
+    from fastgc._threads import interrupts_watched
+
+    handler = signal.getsignal(signal.SIGINT)
+    installed = []
+
+    def cost(p):
+        installed.append(signal.getsignal(signal.SIGINT))
+        with interrupts_watched():  # nested: the check's watch stays
+            installed.append(signal.getsignal(signal.SIGINT))
+        return float(np.sum(p["w"] ** 2))
+
+    w = np.linspace(-1.0, 1.0, 3)
+    fastgc.check(cost, {"w": w}, {"w": 2 * w}, engine="python", progress=False)
+    assert installed and set(installed) == {_threads._on_watched_interrupt}
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert _threads._watch.previous is None and not _threads._watch.received
 
 
 def test_interrupts_deferred_is_a_no_op_outside_the_main_thread():

@@ -18,7 +18,7 @@ from ._cost import Baseline, Cost, analytic_gradients, measure_baseline
 from ._layout import flatten
 from ._result import CheckResult
 from ._steps import choose_steps, upcast_float32
-from ._threads import blas_limited, resolve_n_threads, threads_for_work
+from ._threads import blas_limited, interrupts_watched, resolve_n_threads, threads_for_work
 from ._validation import (
     guarded_hook,
     validate_args,
@@ -51,11 +51,13 @@ if TYPE_CHECKING:
 
 def _blas_capped(function: Callable[..., Any]) -> Callable[..., Any]:
     """``function`` run with BLAS capped at one thread throughout: every evaluation of the
-    check (baseline, sweep, re-examination) sums in the same order, whatever ``n_threads``."""
+    check (baseline, sweep, re-examination) sums in the same order, whatever ``n_threads``.
+    One SIGINT handler serves the whole check (the blocks deferring Ctrl-C inside it raise a
+    flag) and the one in place comes back at the end."""
 
     @functools.wraps(function)
     def capped(*args: Any, **kwargs: Any) -> Any:
-        with blas_limited():
+        with interrupts_watched(), blas_limited():
             return function(*args, **kwargs)
 
     return capped

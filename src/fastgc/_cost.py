@@ -350,7 +350,8 @@ def _compiling(cost: Cost) -> ContextManager[None]:
 
 def _baseline_value(raw: Any, layout: Layout, earlier: list[float]) -> float:
     value = cost_value(raw, layout, None)
-    if layout.dtype == np.float64 and getattr(raw, "dtype", None) == np.float32:
+    # A Python float (the usual value) has no dtype: the layout's is not even looked at.
+    if getattr(raw, "dtype", None) == np.float32 and layout.dtype == np.float64:
         raise CostTypeError(
             "the cost returned a float32 value for float64 parameters: float32 round-off "
             "swamps a finite difference at float64 steps; return a float64 (or give float32 "

@@ -105,6 +105,11 @@ class Layout:
         k = bisect.bisect_right(bounds, flat_index) - 1
         return self.names[k], _unravel(flat_index - bounds[k], self.shapes[k])
 
+    def index_within(self, block: int, position: int) -> tuple[int, ...]:
+        """The index in parameter number ``block`` of its element ``position`` (C order):
+        what :meth:`locate` gives for a flat index already known to lie in that block."""
+        return _unravel(position, self.shapes[block])
+
     def flat_index(self, name: str, index: tuple[int, ...] | int = ()) -> int:
         """The position in theta of ``params[name][index]`` (inverse of :meth:`locate`)."""
         block = self.block(name)
@@ -211,7 +216,7 @@ def flatten(params: Any) -> tuple[np.ndarray, Layout]:
         theta[bounds[k] : bounds[k + 1]] = array.reshape(-1)  # C order, any input layout
     layout = Layout(names, tuple(a.shape for a in arrays), offsets, np.dtype(dtype), tree)
     finite = np.isfinite(theta)
-    if not finite.all():
+    if np.count_nonzero(finite) < theta.shape[0]:  # not all (cheaper than .all())
         bad = np.flatnonzero(~finite)
         raise InvalidInputError(
             f"{where_in_params(layout, bad[0])} is {theta[bad[0]]}: parameters must be finite "

@@ -223,9 +223,14 @@ def threads(n_threads: int | None) -> Iterator[int]:
         _block_default.reset(token)
 
 
+# The main thread's identifier, read once (and again in a forked child, whose main thread is
+# the one that forked): a check asks which thread it runs in about ten times.
+_main_thread_ident = threading.main_thread().ident
+
+
 def in_main_thread() -> bool:
     # By identifier: the same answer as comparing thread objects, without looking this one up.
-    return threading.get_ident() == threading.main_thread().ident
+    return threading.get_ident() == _main_thread_ident
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,7 +260,10 @@ def forked_from_a_clean_parent() -> None:
 
 def _after_fork_in_child() -> None:
     global _forked, _blas_cap_lock, _blas_cap_holders, _blas_cap, _cap_held_here
+    global _main_thread_ident
     _forked = True
+    # threading's own after-fork hook, registered before this one, ran first.
+    _main_thread_ident = threading.main_thread().ident
     # The threads that held the BLAS cap or its lock did not come along.
     _blas_cap_lock = threading.Lock()
     _blas_cap_holders, _blas_cap = 0, None
@@ -328,11 +336,13 @@ class _BlasCap:
 
     def __init__(self, controller: Any) -> None:
         self._found = [(library, library.num_threads) for library in controller.lib_controllers]
-        for library, _ in self._found:
-            library.set_num_threads(1)
+        for library, num_threads in self._found:
+            if num_threads != 1:  # one already on one thread is left as it is
+                library.set_num_threads(1)
 
     def restore(self) -> None:
-        """Give every library back the thread count it had."""
+        """Give every library back the thread count it had (also one that was on one thread
+        already, in case the cost changed it meanwhile)."""
         for library, num_threads in self._found:
             library.set_num_threads(num_threads)
 
@@ -433,6 +443,82 @@ except ImportError:  # pragma: no cover - not CPython
     _raw_signal = signal  # type: ignore[assignment]
 
 
+class _Watch:
+    """The state of the SIGINT handler a check installs once (:class:`interrupts_watched`);
+    only the main thread, which alone receives signals, reads or changes it."""
+
+    __slots__ = ("previous", "received")
+
+    def __init__(self) -> None:
+        self.previous: Any = None  # the handler the watch replaced, while it is installed
+        self.received: list[Any] = []  # frames of interrupts waiting for a deferral's end
+
+
+_watch = _Watch()
+_WATCHED = object()  # an interrupts_deferred block that only raised the flag
+
+
+def _on_watched_interrupt(signum: int, frame: Any) -> None:
+    """SIGINT under a check's watch: recorded inside a deferred block (or in the watch's own
+    entry or exit, which must run whole), else handed at once to the handler in place."""
+    if getattr(_deferring, "active", False) or (
+        frame is not None and frame.f_code in _WATCH_CODES
+    ):
+        _watch.received.append(frame)
+    else:
+        _deliver(_watch.previous, frame)
+
+
+class interrupts_watched:
+    """One SIGINT handler for as long as a check runs, so that the blocks deferring Ctrl-C
+    inside it (:class:`interrupts_deferred`, a dozen per check) raise a flag instead of
+    replacing the handler twice each.
+
+    Outside those blocks an interrupt goes at once to the handler that was in place, as it
+    would without the watch; inside one, it waits for the block's end. The handler in place
+    comes back on leaving, also when the check was interrupted. The watch is installed only in
+    the main thread, under a Python handler (``KeyboardInterrupt``'s by default), outside any
+    other watch or deferral; elsewhere the blocks inside defer as they do alone.
+    """
+
+    __slots__ = ("_installed",)
+
+    def __enter__(self) -> None:
+        self._installed = False
+        if (not in_main_thread() or _watch.previous is not None
+                or getattr(_deferring, "active", False)):
+            return
+        try:
+            previous = _raw_signal.getsignal(signal.SIGINT)
+        except ValueError:  # pragma: no cover - signals unavailable here
+            return
+        if not callable(previous):  # SIG_DFL, SIG_IGN or a handler installed from C
+            return
+        _watch.received = []  # nothing left over from an exit that was interrupted
+        # The handler before the state: an interrupt landing in between is in this method,
+        # so it is recorded, for the end of the first deferral or of the watch.
+        _raw_signal.signal(signal.SIGINT, _on_watched_interrupt)
+        _watch.previous = previous
+        self._installed = True
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if not self._installed:
+            return
+        self._installed = False
+        previous, _watch.previous = _watch.previous, None
+        _raw_signal.signal(signal.SIGINT, previous)
+        # Swapped, not cleared: a frame appended meanwhile cannot be lost.
+        frames, _watch.received = _watch.received, []
+        # An interrupt already on its way out stands for those recorded.
+        if frames and not isinstance(exc_info[1], KeyboardInterrupt):
+            _deliver(previous, frames[0])
+
+
+_WATCH_CODES = frozenset(
+    (interrupts_watched.__enter__.__code__, interrupts_watched.__exit__.__code__)
+)
+
+
 class interrupts_deferred:
     """Ctrl-C (SIGINT) recorded, not raised, inside the block, and delivered when it ends.
 
@@ -441,7 +527,8 @@ class interrupts_deferred:
     (a crash of the process at the next compilation). Only the main thread receives signals,
     so elsewhere, and inside an enclosing deferral, the block runs as it is. At the end, a
     recorded interrupt goes to the handler that was in place (``KeyboardInterrupt`` by
-    default), once however many arrived.
+    default), once however many arrived. Under a check's :class:`interrupts_watched`, whose
+    handler does the recording, the block only raises a flag.
 
     A class rather than a generator: a check enters it a dozen times, and this is cheaper.
     """
@@ -451,6 +538,10 @@ class interrupts_deferred:
     def __enter__(self) -> None:
         self._previous: Any = None
         if not in_main_thread() or getattr(_deferring, "active", False):
+            return
+        if _watch.previous is not None:  # the watch's handler records for this block
+            self._previous = _WATCHED
+            _deferring.active = True
             return
         try:
             previous = _raw_signal.getsignal(signal.SIGINT)
@@ -468,6 +559,14 @@ class interrupts_deferred:
         if previous is None:
             return
         self._previous = None
+        if previous is _WATCHED:
+            # Taken while the flag still records (also one that landed in the watch's entry);
+            # one arriving after the swap waits for the next deferral or the watch's end.
+            frames, _watch.received = _watch.received, []
+            _deferring.active = False
+            if frames:
+                _deliver(_watch.previous, frames[0])
+            return
         _deferring.active = False
         _raw_signal.signal(signal.SIGINT, previous)
         if self._received:

@@ -139,7 +139,7 @@ class LocalSession:
         except Exception as error:  # raised inside compiled code: find the index in Python
             self._work[:] = executor.theta
             _locate_error(executor, indices, steps, error)
-        if (failed >= 0).any():
+        if np.count_nonzero(failed >= 0):  # any (counting costs less than .any())
             k = int(failed[failed >= 0].min())
             describe_failure(executor.cost, executor.theta, int(indices[k]), float(steps[k]))
         aborted = _aborted_at(self._work, executor.theta, indices)

@@ -27,9 +27,10 @@ class Full(Plan):
         approx = np.empty(context.layout.size, dtype=np.float64)
         context.session.sweep(context.steps, approx, context.seconds_per_cost, context.progress)
         layout = context.layout
+        bounds = layout.offsets.tolist()  # Python ints: no NumPy scalar per block
         coverage = {}
         for k, name in enumerate(layout.names):
-            size = int(layout.offsets[k + 1] - layout.offsets[k])
+            size = bounds[k + 1] - bounds[k]
             coverage[name] = BlockCoverage(name, size, size, 0, 2 * size, 0.0, "every component")
         return PlanOutcome(
             approx=approx,
