@@ -670,6 +670,7 @@ def test_fastgcs_pool_serves_the_next_checks(tmp_path, monkeypatch):
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     monkeypatch.setattr("tempfile.tempdir", str(temporary))
+    recording_check(tmp_path, "start")  # on the pool an earlier test kept, or a fresh one
     runs = [recording_check(tmp_path, f"run{k}") for k in range(4)]
     # The same two processes ran every check (fresh pools would bring new pids each time),
     # each holding only the payload of the check it ran (none while loading it).
@@ -695,10 +696,13 @@ def test_fastgcs_pool_is_replaced_for_other_counts_and_after_a_failure(tmp_path)
 @pytest.mark.parametrize("wait", [0.0, 0.5])
 def test_a_worker_of_the_kept_pool_killed_between_checks(tmp_path, wait):
     workers = recording_check(tmp_path, "first")
-    os.kill(min(workers), signal.SIGKILL)
-    threading.Event().wait(wait)  # 0: before the pool may have noticed
+    killed = min(workers)
+    os.kill(killed, signal.SIGKILL)
+    threading.Event().wait(wait)  # 0: perhaps before the pool noticed
     after = recording_check(tmp_path, "after")  # bitwise the local result
-    assert not set(after) & set(workers)  # on a fresh pool
+    assert killed not in after
+    if wait:  # noticed: the check ran on a fresh pool (else the survivor may have helped)
+        assert not set(after) & set(workers)
 
 
 def alive(pid: int) -> bool:
@@ -721,6 +725,31 @@ def test_fastgcs_idle_pool_exits(tmp_path, monkeypatch):
         threading.Event().wait(0.05)
     assert not any(alive(pid) for pid in workers)
     assert not set(recording_check(tmp_path, "later")) & workers
+
+
+def test_a_process_ends_its_kept_pool_when_it_exits(tmp_path):
+    from processes import run_python
+
+    folder = tmp_path / "exit"
+    folder.mkdir()
+    run_python(f"""
+        import json, os
+        import fastgc, models
+        from test_remote_executors import recording_cost
+        params, X, Y = models.make_mlp(0)
+        result = fastgc.check(recording_cost, params, models.grads(params, X, Y),
+                              args=(X, Y, {str(folder)!r}, os.getpid()),
+                              executor="processes", n_workers=2, progress=False)
+        print(json.dumps(result.verdict.value))
+    """, env={"PYTHONPATH": os.pathsep.join([str(SOURCE_DIR), str(TESTS_DIR),
+                                             str(TESTS_DIR / "executors")])})
+    workers = set(recorded(folder))
+    assert workers  # they ran the check, and the interpreter's exit ended them
+    for _ in range(100):
+        if not any(alive(pid) for pid in workers):
+            break
+        threading.Event().wait(0.05)
+    assert not any(alive(pid) for pid in workers)
 
 
 def test_options_of_executors_are_checked():

@@ -102,7 +102,8 @@ class _KeptPool:
 
     A check takes it (nobody else can while it runs) and gives it back when it completes;
     a pool that waited :data:`IDLE_SECONDS`, was built for other counts, or belongs to the
-    parent of a forked process is shut down or forgotten instead of used.
+    parent of a forked process is ended or forgotten instead of used, and the one kept
+    when the process exits is ended first.
     """
 
     def __init__(self) -> None:
@@ -122,14 +123,14 @@ class _KeptPool:
                 return None  # none, or the parent's (its threads did not survive the fork)
             # A worker may have died while the pool waited (the flag is the pool's own).
             if self._key != key or getattr(pool, "_broken", False):
-                pool.shutdown(wait=False, cancel_futures=True)
+                _end_idle(pool)
                 return None
             return pool
 
     def give_back(self, key: tuple, pool: Any) -> None:
         with self._lock:
             if self._pool is not None and self._pid == os.getpid():
-                self._pool.shutdown(wait=False)  # a check that ran beside this one kept its own
+                _end_idle(self._pool)  # a check that ran beside this one kept its own
             self._pool, self._key, self._pid = pool, key, os.getpid()
             self._timer = threading.Timer(IDLE_SECONDS, self._retire, (pool,))
             self._timer.daemon = True
@@ -140,10 +141,33 @@ class _KeptPool:
             if self._pool is not pool:
                 return
             self._pool = None
-        pool.shutdown(wait=True)
+        _end_idle(pool)
+
+    def end(self) -> None:
+        """End the kept pool (at exit, before the standard library joins its threads)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+            if self._timer is not None:
+                self._timer.cancel()
+        if pool is not None and self._pid == os.getpid():
+            _end_idle(pool)
+
+
+def _end_idle(pool: Any) -> None:
+    """Shut down a pool that runs nothing, its workers stopped at once: an idle worker holds
+    only a payload, and neither the shutdown nor the process's exit then waits on a worker
+    that does not answer the request to exit."""
+    workers = getattr(pool, "_processes", None) or {}  # the pool's own record of them
+    for process in list(workers.values()):
+        with contextlib.suppress(Exception):  # one that is gone already
+            process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 _KEPT = _KeptPool()
+# Before concurrent.futures joins its pools' threads at exit (hooks run last-registered
+# first), so that the kept pool's workers are already ending.
+threading._register_atexit(_KEPT.end)  # type: ignore[attr-defined]
 
 
 def _completed(futures: list) -> Iterable[Any]:
