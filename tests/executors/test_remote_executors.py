@@ -695,14 +695,25 @@ def test_fastgcs_pool_is_replaced_for_other_counts_and_after_a_failure(tmp_path)
 
 @pytest.mark.parametrize("wait", [0.0, 0.5])
 def test_a_worker_of_the_kept_pool_killed_between_checks(tmp_path, wait):
-    workers = recording_check(tmp_path, "first")
-    killed = min(workers)
-    os.kill(killed, signal.SIGKILL)
-    threading.Event().wait(wait)  # 0: perhaps before the pool noticed
-    after = recording_check(tmp_path, "after")  # bitwise the local result
+    # In a process of its own, which must then exit: the pool it breaks stays there.
+    from processes import run_python
+
+    seen = run_python(f"""
+        import json, os, pathlib, signal, threading
+        from test_remote_executors import recording_check
+        folder = pathlib.Path({str(tmp_path)!r})
+        workers = recording_check(folder, "first")
+        killed = min(workers)
+        os.kill(killed, signal.SIGKILL)
+        threading.Event().wait({wait})  # 0: perhaps before the pool noticed
+        after = recording_check(folder, "after")  # bitwise the local result
+        print(json.dumps([sorted(workers), killed, sorted(after)]))
+    """, env={"PYTHONPATH": os.pathsep.join([str(SOURCE_DIR), str(TESTS_DIR),
+                                             str(TESTS_DIR / "executors")])})
+    workers, killed, after = set(seen[0]), seen[1], set(seen[2])
     assert killed not in after
     if wait:  # noticed: the check ran on a fresh pool (else the survivor may have helped)
-        assert not set(after) & set(workers)
+        assert not after & workers
 
 
 def alive(pid: int) -> bool:
