@@ -804,10 +804,14 @@ def test_report_suggests_processes_for_a_slow_one_thread_python_cost():
 # Ctrl-C in a real child process.
 
 CHILD = """
-import json, os, sys, time
+import json, os, signal, sys, time
 import numpy as np
 import fastgc, models
 from conftest import snapshot
+
+# Started from a shell's background job, a process inherits SIGINT ignored: answer it as a
+# terminal's foreground process does.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def slow_cost(params, X, Y):
     time.sleep(0.004)
