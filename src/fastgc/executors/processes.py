@@ -116,9 +116,7 @@ class _KeptPool:
     def take(self, key: tuple) -> Any:
         """The kept pool for ``key``, or None (a fresh one is needed)."""
         with self._lock:
-            pool, self._pool = self._pool, None
-            if self._timer is not None:
-                self._timer.cancel()
+            pool = self._removed()
             if pool is None or self._pid != os.getpid():
                 return None  # none, or the parent's (its threads did not survive the fork)
             # A worker may have died while the pool waited (the flag is the pool's own).
@@ -146,11 +144,16 @@ class _KeptPool:
     def end(self) -> None:
         """End the kept pool (at exit, before the standard library joins its threads)."""
         with self._lock:
-            pool, self._pool = self._pool, None
-            if self._timer is not None:
-                self._timer.cancel()
+            pool = self._removed()
         if pool is not None and self._pid == os.getpid():
             _end_idle(pool)
+
+    def _removed(self) -> Any:
+        """The kept pool, no longer kept (under the lock), its idle timer stopped."""
+        pool, self._pool = self._pool, None
+        if self._timer is not None:
+            self._timer.cancel()
+        return pool
 
 
 def _end_idle(pool: Any) -> None:
@@ -254,9 +257,13 @@ class ProcessExecutor(_FuturesExecutor):
             except BrokenProcessPool:
                 # A worker of the kept pool died while it waited (or one died just now: the
                 # tasks submitted before come back as lost and are resubmitted).
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = self._new_pool()
+                self._replace_pool()
                 return self._pool.submit(function, self.token, self._payload_file, *arguments)
+
+    def _replace_pool(self) -> None:
+        """A fresh pool in place of a broken one, whose running chunks are not waited for."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._new_pool()
 
     def _recover(self, tasks: list[Task]) -> None:
         if self.restarts >= MAX_RESTARTS:
@@ -265,8 +272,7 @@ class ProcessExecutor(_FuturesExecutor):
                 f"({lost_chunks(self.cost, tasks)} were lost); is the machine out of memory?"
             )
         self.restarts += 1
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._pool = self._new_pool()
+        self._replace_pool()
 
 
 class ExecutorAdapter(_FuturesExecutor):
