@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,11 @@ import numpy as np
 import pytest
 
 import fastgc
+
+# Started from a shell's background job, the suite inherits SIGINT ignored, and its Ctrl-C
+# tests would never see one: answer it as a terminal's foreground process does.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 from fastgc import engines as _engines
 from fastgc._cost import CostKind
 from fastgc._threads import usable_threads
