@@ -23,8 +23,11 @@ def run_python(code: str, *argv: str, prelude: str = "", env: dict | None = None
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     environment.pop("FASTGC_ENGINE", None)
     environment.update(env or {})
+    # A child that hangs prints where each of its threads is, and exits, before the timeout.
+    watchdog = "import faulthandler; faulthandler.dump_traceback_later(90, exit=True)\n"
     completed = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(prelude) + textwrap.dedent(code), *argv],
+        [sys.executable, "-c", watchdog + textwrap.dedent(prelude) + textwrap.dedent(code),
+         *argv],
         capture_output=True, text=True, env=environment, timeout=120, cwd=cwd,
     )
     assert completed.returncode == 0, completed.stderr

@@ -724,6 +724,81 @@ def alive(pid: int) -> bool:
     return True
 
 
+def stuck_cost(params, X, Y, folder, caller):
+    """The MLP cost, except in a worker process, which notes its pid and never returns."""
+    if os.getpid() != caller:
+        with open(os.path.join(folder, f"{os.getpid()}-0"), "w"):
+            pass
+        threading.Event().wait(600.0)
+    return models.cost(params, X, Y)
+
+
+STUCK_CHILD = """
+import json, os, pathlib, signal, sys, threading, time
+import fastgc, models
+from fastgc.executors import processes
+from test_remote_executors import stuck_cost
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # also from a background job
+processes.EXIT_GRACE_SECONDS = 1.0
+folder = pathlib.Path(sys.argv[1])
+
+def interrupt_once_both_workers_wait():
+    while len(os.listdir(folder)) < 2:
+        time.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=interrupt_once_both_workers_wait, daemon=True).start()
+params, X, Y = models.make_mlp(0)
+try:
+    fastgc.check(stuck_cost, params, models.grads(params, X, Y), progress=False,
+                 args=(X, Y, str(folder), os.getpid()), executor="processes", n_workers=2)
+    said = "not interrupted"
+except KeyboardInterrupt as interrupt:
+    said = str(interrupt)
+print(json.dumps(said), flush=True)
+"""
+
+
+def test_the_exit_after_an_interrupted_check_kills_workers_stuck_in_a_chunk(tmp_path):
+    """Ctrl-C leaves the running chunks to their pool; at the process's exit they get
+    EXIT_GRACE_SECONDS (1 s here), then their workers are killed and the process exits."""
+    folder = tmp_path / "stuck"
+    folder.mkdir()
+    paths = [str(SOURCE_DIR), str(TESTS_DIR), str(TESTS_DIR / "executors")]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    completed = subprocess.run(
+        [sys.executable, "-c", "import faulthandler; faulthandler.dump_traceback_later(90, "
+         "exit=True)\n" + STUCK_CHILD, str(folder)],
+        capture_output=True, text=True, env=environment, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert "interrupted after" in json.loads(completed.stdout.splitlines()[-1])
+    assert "fastgc: killed the workers of 1 process pool(s)" in completed.stderr
+    workers = set(recorded(folder))
+    assert len(workers) == 2  # both were stuck in their chunk
+    for _ in range(200):
+        if not any(alive(pid) for pid in workers):
+            break
+        threading.Event().wait(0.05)
+    assert not any(alive(pid) for pid in workers)
+
+
+def test_a_pools_thread_that_cannot_end_does_not_hold_the_exit():
+    """The last resort of the exit: a thread stuck for good (as a pool's is when its worker's
+    exit is never reported) is not joined, and the process exits."""
+    from processes import run_python
+
+    said = run_python("""
+        import json, threading
+        from fastgc.executors import processes
+        stuck = threading.Thread(target=threading.Event().wait)  # not a daemon: joined
+        stuck.start()
+        processes._not_joined_at_exit(stuck)
+        print(json.dumps(stuck.is_alive()))
+    """)
+    assert said is True
+
+
 def test_fastgcs_idle_pool_exits(tmp_path, monkeypatch):
     from fastgc.executors import processes
 
@@ -804,10 +879,13 @@ def test_report_suggests_processes_for_a_slow_one_thread_python_cost():
 # Ctrl-C in a real child process.
 
 CHILD = """
-import json, os, signal, sys, time
+import faulthandler, json, os, signal, sys, time
 import numpy as np
 import fastgc, models
 from conftest import snapshot
+
+# A child that hangs prints where each of its threads is, and exits, before the test's timeout.
+faulthandler.dump_traceback_later(90, exit=True)
 
 # Started from a shell's background job, a process inherits SIGINT ignored: answer it as a
 # terminal's foreground process does.

@@ -32,6 +32,7 @@ import multiprocessing
 import os
 import sys
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
@@ -39,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 import numpy as np
 
 from .._errors import ExecutorError
+from .._threads import interrupts_deferred
 from .._validation import where_in_params
 from . import _shipping, _worker
 from ._remote import TASK_SECONDS, LostWorker, RemoteExecutor, Task
@@ -51,6 +53,10 @@ if TYPE_CHECKING:
 MAX_RESTARTS = 2
 #: fastgc's pool waits this long for the next check before its workers exit.
 IDLE_SECONDS = 60.0
+#: At the process's exit, how long fastgc's pools may take, in all, to finish the chunks
+#: that an interrupted or failed check left running, before their workers are killed.
+EXIT_GRACE_SECONDS = 10.0
+KILLED_SECONDS = 2.0
 TASKS_PER_WORKER_PLAIN = 2
 PLAIN_TASK_SECONDS = 4 * TASK_SECONDS
 # Imported once by the fork server, so that each worker starts in milliseconds.
@@ -121,14 +127,14 @@ class _KeptPool:
                 return None  # none, or the parent's (its threads did not survive the fork)
             # A worker may have died while the pool waited (the flag is the pool's own).
             if self._key != key or getattr(pool, "_broken", False):
-                _end_idle(pool)
+                _let_go(pool)
                 return None
             return pool
 
     def give_back(self, key: tuple, pool: Any) -> None:
         with self._lock:
             if self._pool is not None and self._pid == os.getpid():
-                _end_idle(self._pool)  # a check that ran beside this one kept its own
+                _let_go(self._pool)  # a check that ran beside this one kept its own
             self._pool, self._key, self._pid = pool, key, os.getpid()
             self._timer = threading.Timer(IDLE_SECONDS, self._retire, (pool,))
             self._timer.daemon = True
@@ -139,14 +145,14 @@ class _KeptPool:
             if self._pool is not pool:
                 return
             self._pool = None
-        _end_idle(pool)
+        _let_go(pool)
 
     def end(self) -> None:
         """End the kept pool (at exit, before the standard library joins its threads)."""
         with self._lock:
             pool = self._removed()
         if pool is not None and self._pid == os.getpid():
-            _end_idle(pool)
+            _let_go(pool)
 
     def _removed(self) -> Any:
         """The kept pool, no longer kept (under the lock), its idle timer stopped."""
@@ -156,21 +162,73 @@ class _KeptPool:
         return pool
 
 
-def _end_idle(pool: Any) -> None:
-    """Shut down a pool that runs nothing, its workers stopped at once: an idle worker holds
-    only a payload, and neither the shutdown nor the process's exit then waits on a worker
-    that does not answer the request to exit."""
-    workers = getattr(pool, "_processes", None) or {}  # the pool's own record of them
-    for process in list(workers.values()):
-        with contextlib.suppress(Exception):  # one that is gone already
-            process.terminate()
-    pool.shutdown(wait=False, cancel_futures=True)
+def _let_go(pool: Any) -> None:
+    """Shut a pool down without waiting: idle workers take the request to exit at once, a
+    running chunk ends first (it cannot be stopped), and pending tasks are cancelled. No
+    worker is terminated, which would break the pool and send its shutdown down the
+    standard library's path for a dead worker; and Ctrl-C waits for the call's end, so that
+    it never leaves the pool's own state half-changed. The pool's thread and workers are
+    remembered until they end (:func:`_end_at_exit`)."""
+    with interrupts_deferred():
+        # Read before the shutdown, which drops them from the pool.
+        thread = getattr(pool, "_executor_manager_thread", None)
+        workers = getattr(pool, "_processes", None) or {}
+        pool.shutdown(wait=False, cancel_futures=True)
+    with _ENDING_LOCK:
+        _ENDING[:] = [entry for entry in _ENDING if entry[0].is_alive()]
+        if thread is not None:
+            _ENDING.append((thread, workers, os.getpid()))
+
+
+def _end_at_exit() -> None:
+    """At exit, before the standard library joins its pools' threads: end the kept pool,
+    give the pools let go :data:`EXIT_GRACE_SECONDS` in all to finish the chunks they run,
+    then kill their workers. A pool's thread that even so does not end (a worker's exit
+    never reported by the fork server) is not joined, so that the process still exits."""
+    _KEPT.end()
+    with _ENDING_LOCK:
+        ending = [entry for entry in _ENDING if entry[2] == os.getpid()]
+    deadline = time.monotonic() + EXIT_GRACE_SECONDS
+    for thread, _, _ in ending:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    late = [(thread, workers) for thread, workers, _ in ending if thread.is_alive()]
+    for thread, workers in late:
+        for process in list(workers.values()):
+            with contextlib.suppress(Exception):  # one that is gone already
+                process.kill()
+    for thread, workers in late:
+        thread.join(KILLED_SECONDS)
+        if thread.is_alive():
+            _not_joined_at_exit(thread)
+    if late:
+        sys.stderr.write(
+            f"fastgc: killed the workers of {len(late)} process pool(s) still running a "
+            f"chunk {EXIT_GRACE_SECONDS:g} s after the end of the process (a check that "
+            "was interrupted or failed)\n"
+        )
+
+
+def _not_joined_at_exit(thread: threading.Thread) -> None:
+    """Take a thread that cannot end off the lists that the exit of the interpreter joins
+    (those of CPython 3.10 to 3.12; elsewhere it stays on them)."""
+    from concurrent.futures import process as futures_process
+
+    getattr(futures_process, "_threads_wakeups", {}).pop(thread, None)
+    lock = getattr(thread, "_tstate_lock", None)
+    locks = getattr(threading, "_shutdown_locks", None)
+    guard = getattr(threading, "_shutdown_locks_lock", None)
+    if lock is not None and locks is not None and guard is not None:
+        with guard:
+            locks.discard(lock)
 
 
 _KEPT = _KeptPool()
+# The manager threads of pools let go, with their workers and the process that made them.
+_ENDING: list[tuple[threading.Thread, dict, int]] = []
+_ENDING_LOCK = threading.Lock()
 # Before concurrent.futures joins its pools' threads at exit (hooks run last-registered
-# first), so that the kept pool's workers are already ending.
-threading._register_atexit(_KEPT.end)  # type: ignore[attr-defined]
+# first).
+threading._register_atexit(_end_at_exit)  # type: ignore[attr-defined]
 
 
 def _completed(futures: list) -> Iterable[Any]:
@@ -244,14 +302,13 @@ class ProcessExecutor(_FuturesExecutor):
             if finished:
                 _KEPT.give_back(self._pool_key, pool)
             else:
-                # After an error or Ctrl-C, do not wait for the chunks still running.
-                pool.shutdown(wait=False, cancel_futures=True)
+                _let_go(pool)  # after an error or Ctrl-C: the chunks still running are not awaited
             self._payload_file.remove()
 
     def _submit(self, task: Task) -> Any:
         # A fresh pool starts its processes as the first tasks are submitted.
         function, arguments = task.call()
-        with _main_module_hidden(_shipping.ships_by_value()):
+        with _main_module_hidden(_shipping.ships_by_value()), interrupts_deferred():
             try:
                 return self._pool.submit(function, self.token, self._payload_file, *arguments)
             except BrokenProcessPool:
@@ -262,7 +319,7 @@ class ProcessExecutor(_FuturesExecutor):
 
     def _replace_pool(self) -> None:
         """A fresh pool in place of a broken one, whose running chunks are not waited for."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        _let_go(self._pool)
         self._pool = self._new_pool()
 
     def _recover(self, tasks: list[Task]) -> None:
