@@ -11,9 +11,11 @@ reads once (it then drops the payloads of earlier checks). Tasks are chunks of i
 (central differences) or of directional rows (the screen's random directions and its
 localisation, against the dtheta that then travels with the payload), each run by the local
 loop inside the worker. A check interrupted or failed leaves its pool behind (a running chunk
-cannot be stopped): the next one starts a fresh pool. A worker that dies mid-check breaks a
-standard pool: fastgc then starts a fresh pool and resubmits the chunks that had not come
-back (up to :data:`MAX_RESTARTS` times), so the check completes with the same result.
+cannot be stopped): the next one starts a fresh pool, and at the process's exit such a pool
+has :data:`EXIT_GRACE_SECONDS` to finish before its workers are killed. A worker that dies
+mid-check breaks a standard pool: fastgc then starts a fresh pool and resubmits the chunks
+that had not come back (up to :data:`MAX_RESTARTS` times), so the check completes with the
+same result.
 
 Any other ``concurrent.futures.Executor`` (a ``ProcessPoolExecutor`` you made, a
 ``ThreadPoolExecutor``, an MPI or loky executor) is accepted as it is. It has no hook that runs
@@ -199,20 +201,24 @@ def _end_at_exit() -> None:
     for thread, workers in late:
         thread.join(KILLED_SECONDS)
         if thread.is_alive():
-            _not_joined_at_exit(thread)
+            _not_joined_at_exit(thread, workers)
     if late:
         sys.stderr.write(
-            f"fastgc: killed the workers of {len(late)} process pool(s) still running a "
-            f"chunk {EXIT_GRACE_SECONDS:g} s after the end of the process (a check that "
-            "was interrupted or failed)\n"
+            f"fastgc: killed the workers of {len(late)} process pool(s) that had not ended "
+            f"{EXIT_GRACE_SECONDS:g} s into the exit (the chunks of a check that was "
+            "interrupted or failed)\n"
         )
 
 
-def _not_joined_at_exit(thread: threading.Thread) -> None:
-    """Take a thread that cannot end off the lists that the exit of the interpreter joins
-    (those of CPython 3.10 to 3.12; elsewhere it stays on them)."""
+def _not_joined_at_exit(thread: threading.Thread, workers: dict | None = None) -> None:
+    """Take a thread that cannot end, and the workers it waits for, off the lists that the
+    exit of the interpreter joins (those of CPython 3.10 to 3.12; elsewhere they stay)."""
     from concurrent.futures import process as futures_process
+    from multiprocessing import process as mp_process
 
+    children = getattr(mp_process, "_children", set())
+    for worker in (workers or {}).values():
+        children.discard(worker)
     getattr(futures_process, "_threads_wakeups", {}).pop(thread, None)
     lock = getattr(thread, "_tstate_lock", None)
     locks = getattr(threading, "_shutdown_locks", None)
