@@ -724,6 +724,15 @@ def alive(pid: int) -> bool:
     return True
 
 
+def all_gone(pids: set, seconds: float) -> bool:
+    """Whether every process of ``pids`` has ended within ``seconds``."""
+    for _ in range(int(seconds / 0.05)):
+        if not any(alive(pid) for pid in pids):
+            return True
+        threading.Event().wait(0.05)
+    return not any(alive(pid) for pid in pids)
+
+
 def stuck_cost(params, X, Y, folder, caller):
     """The MLP cost, except in a worker process, which notes its pid and never returns."""
     if os.getpid() != caller:
@@ -776,11 +785,7 @@ def test_the_exit_after_an_interrupted_check_kills_workers_stuck_in_a_chunk(tmp_
     assert "fastgc: killed the workers of 1 process pool(s) that had not ended" in completed.stderr
     workers = set(recorded(folder))
     assert len(workers) == 2  # both were stuck in their chunk
-    for _ in range(200):
-        if not any(alive(pid) for pid in workers):
-            break
-        threading.Event().wait(0.05)
-    assert not any(alive(pid) for pid in workers)
+    assert all_gone(workers, seconds=10)
 
 
 def test_a_pools_thread_that_cannot_end_does_not_hold_the_exit():
@@ -805,11 +810,7 @@ def test_fastgcs_idle_pool_exits(tmp_path, monkeypatch):
     monkeypatch.setattr(processes, "IDLE_SECONDS", 0.2)
     workers = set(recording_check(tmp_path, "idle"))
     assert workers
-    for _ in range(200):
-        if not any(alive(pid) for pid in workers):
-            break
-        threading.Event().wait(0.05)
-    assert not any(alive(pid) for pid in workers)
+    assert all_gone(workers, seconds=10)
     assert not set(recording_check(tmp_path, "later")) & workers
 
 
@@ -831,11 +832,7 @@ def test_a_process_ends_its_kept_pool_when_it_exits(tmp_path):
                                              str(TESTS_DIR / "executors")])})
     workers = set(recorded(folder))
     assert workers  # they ran the check, and the interpreter's exit ended them
-    for _ in range(100):
-        if not any(alive(pid) for pid in workers):
-            break
-        threading.Event().wait(0.05)
-    assert not any(alive(pid) for pid in workers)
+    assert all_gone(workers, seconds=5)
 
 
 def test_options_of_executors_are_checked():
