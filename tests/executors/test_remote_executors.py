@@ -20,6 +20,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -726,11 +727,12 @@ def alive(pid: int) -> bool:
 
 def all_gone(pids: set, seconds: float) -> bool:
     """Whether every process of ``pids`` has ended within ``seconds``."""
-    for _ in range(int(seconds / 0.05)):
-        if not any(alive(pid) for pid in pids):
-            return True
+    deadline = time.monotonic() + seconds
+    while any(alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
         threading.Event().wait(0.05)
-    return not any(alive(pid) for pid in pids)
+    return True
 
 
 def stuck_cost(params, X, Y, folder, caller):
